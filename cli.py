@@ -84,7 +84,25 @@ app.add_typer(models_app, name="models")
 
 serve_app = typer.Typer(help="LLM serving: the shared engine and the serving papers.", no_args_is_help=True)
 train_app = typer.Typer(help="Training-systems papers.", no_args_is_help=True)
-# serve/train are mounted only once a paper's command under them works (see below).
+
+# One block per package; each mounts its sub-app once its commands work.
+# [engine]
+# [glmcot]
+# [flashforge]
+# [ares]
+# [echo]
+# [specmoeoff]
+# [chameleon]
+# [odyssey]
+# [boasf]
+# [csgnn]
+# [hfassess]
+
+# serve/train appear only when something is mounted under them.
+if serve_app.registered_commands or serve_app.registered_groups:
+    app.add_typer(serve_app, name="serve")
+if train_app.registered_commands or train_app.registered_groups:
+    app.add_typer(train_app, name="train")
 
 if __name__ == "__main__":
     app()
