@@ -10,11 +10,11 @@ import sys
 import tempfile
 import traceback
 
-import click
 import typer
 
 from papersuite import __version__
 from papersuite.errors import UserError
+from papersuite.errors import click_exceptions as click_exc
 
 
 class PapersuiteApp(typer.Typer):
@@ -30,12 +30,17 @@ class PapersuiteApp(typer.Typer):
         except UserError as e:
             print(f"papersuite: error: {e}", file=sys.stderr)
             sys.exit(2)
-        except click.exceptions.Exit as e:
+        except typer.Exit as e:
             sys.exit(e.exit_code)
-        except click.ClickException as e:
-            e.show()
+        except click_exc.ClickException as e:  # usage errors: typer's own formatting
+            try:
+                from typer import rich_utils
+
+                rich_utils.rich_format_error(e)
+            except ImportError:  # pragma: no cover
+                e.show()
             sys.exit(e.exit_code)
-        except (click.Abort, KeyboardInterrupt):
+        except (typer.Abort, click_exc.Abort, KeyboardInterrupt):
             print("papersuite: interrupted", file=sys.stderr)
             sys.exit(130)
         except BrokenPipeError:

@@ -6,10 +6,13 @@ gets a short message plus the path of a full traceback log, exit code 1.
 """
 from __future__ import annotations
 
-import click
+try:  # typer >= 0.2x vendors its own click; its exceptions are the ones typer catches
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer uses the click package
+    from click import exceptions as click_exceptions
 
 
-class UserError(click.ClickException):
+class UserError(click_exceptions.ClickException):
     """Bad input: one clear line naming the problem and where it is, exit code 2.
 
     Subclassing ClickException lets typer's CliRunner and click's own machinery see exit code 2

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +153,10 @@ def hf_folder(source: ModelSource) -> Path:
     from papersuite.progress import info
 
     info(f"converting {source.path.name} into {target} (once)")
+    from papersuite.context import options
+
+    if options().quiet or not sys.stderr.isatty():  # transformers' own tqdm bar: TTY only
+        os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         tok = AutoTokenizer.from_pretrained(source.path.parent, gguf_file=source.path.name)
         model = AutoModelForCausalLM.from_pretrained(source.path.parent, gguf_file=source.path.name,
