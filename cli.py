@@ -99,7 +99,9 @@ train_app = typer.Typer(help="Training-systems papers.", no_args_is_help=True)
 # [specmoeoff]
 # [chameleon]
 # [odyssey]
-# [boasf]
+from boasf.commands import tune as boasf_tune  # noqa: E402
+
+app.command("tune")(boasf_tune)
 # [csgnn]
 # [hfassess]
 
