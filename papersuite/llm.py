@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, Union, runtime_checkable
+from typing import Callable, Protocol, Sequence, Union, runtime_checkable
 
 from papersuite.errors import UserError
 
@@ -25,9 +25,19 @@ Message = dict  # {"role": "system"|"user"|"assistant", "content": str}
 Prompt = Union[str, Sequence[Message]]
 
 
+class InvalidParams(UserError, ValueError):
+    """Bad sampling parameters: a UserError for the CLI, a ValueError for Python callers."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to sample. temperature 0 means greedy; top_k 0 and top_p 1 mean off."""
+    """How to sample. temperature 0 means greedy; top_k <= 0 and top_p 1 mean off.
+
+    Engine-only extras (other generators ignore them): `stop_token_ids` end a sequence at once;
+    `logprobs` (n >= 0) returns the chosen token's log-probability plus the top n; a
+    `logits_processor(output_token_ids, logits_row) -> logits_row` edits one request's logits
+    before sampling (grammars, forced tokens).
+    """
 
     max_tokens: int = 128
     temperature: float = 0.0
@@ -36,16 +46,23 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     ignore_eos: bool = False
+    stop_token_ids: tuple[int, ...] = ()
+    logprobs: int | None = None
+    logits_processor: Callable | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
-            raise UserError(f"max_tokens must be >= 1, got {self.max_tokens}")
+            raise InvalidParams(f"max_tokens must be >= 1, got {self.max_tokens}")
         if self.temperature < 0:
-            raise UserError(f"temperature must be >= 0, got {self.temperature}")
+            raise InvalidParams(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise InvalidParams(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.logprobs is not None and self.logprobs < 0:
+            raise InvalidParams(f"logprobs must be >= 0, got {self.logprobs}")
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
+        object.__setattr__(self, "stop", tuple(self.stop))
+        object.__setattr__(self, "stop_token_ids", tuple(int(t) for t in self.stop_token_ids))
 
 
 @dataclass

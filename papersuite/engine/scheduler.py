@@ -53,7 +53,9 @@ class Sequence:
     num_cached_tokens: int = 0  # prefix-cache hit tokens at first admission
     num_preemptions: int = 0
     first_token_time: float | None = None
+    finish_time: float | None = None
     finish_reason: str | None = None
+    text: str = ""  # detokenized output so far, cut at a stop string
     logprobs: list[dict] = field(default_factory=list)
     generator: Any = None  # torch.Generator of a sampled request (per-request seed)
     annotations: dict = field(default_factory=dict)
