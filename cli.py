@@ -103,7 +103,8 @@ from boasf.commands import tune as boasf_tune  # noqa: E402
 
 app.command("tune")(boasf_tune)
 # [csgnn]
-# [hfassess]
+from hfassess.commands import app as hfassess_app  # noqa: E402
+app.add_typer(hfassess_app, name="hf-assess")
 
 # serve/train appear only when something is mounted under them.
 if serve_app.registered_commands or serve_app.registered_groups:
