@@ -9,6 +9,7 @@ natural-log LSE.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -18,7 +19,10 @@ IMPLS = ("auto", "reference", "torch", "triton")
 
 
 def triton_available() -> bool:
-    """True when the triton package imports (on CPU it then runs in its interpreter)."""
+    """True when the triton package imports (on CPU it then runs in its interpreter, which must
+    be chosen before triton is first imported)."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     try:
         import triton  # noqa: F401
     except ImportError:
