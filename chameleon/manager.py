@@ -1,0 +1,225 @@
+"""`Chameleon`: profiler -> policy -> executor around any eager model's training step.
+
+    cham = Chameleon(model, optimizer, budget_mib=200)
+    for batch in data:
+        with cham.step():
+            loss = model(batch).loss
+            loss.backward()
+        optimizer.step(); optimizer.zero_grad()
+
+Each step runs in the phase the online profiler is in: WARMUP profiles every op and only guards
+the budget (forced swaps), SEARCH profiles, regenerates the policy and executes it, keeping the
+fastest clean policy, STABLE only executes it and checks the light signature. A changed operator
+sequence or a forced swap in STABLE sends it back to WARMUP.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from chameleon import memory as memory_mod
+from chameleon import transfer
+from chameleon.executor import SwapExecutor
+from chameleon.matcher import Matcher, Signature
+from chameleon.policy import Policy, generate
+from chameleon.profiler import SEARCH, STABLE, WARMUP, ChangeDetector, OpRecorder, PhaseMachine, build_profile
+from chameleon.stages import StageTracker
+
+MIB = 1 << 20
+
+
+def find_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's repeated blocks: the longest nn.ModuleList in it."""
+    lists = [m for m in model.modules() if isinstance(m, nn.ModuleList)]
+    if not lists:
+        return [model]
+    return list(max(lists, key=len))
+
+
+class BudgetError(ValueError):
+    """The budget is below what swapping every candidate can reach (the unswappable floor)."""
+
+
+@dataclass
+class StepReport:
+    phase: str
+    swap_out_bytes: int = 0
+    swap_in_bytes: int = 0
+    forced_swaps: int = 0
+    match_rate: float | None = None
+    change: str | None = None
+    regenerated: bool = False
+
+
+@dataclass
+class Chameleon:
+    """Swap-based activation memory for eager training (hyperparameters only in __init__)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer | None = None
+    budget_mib: float | None = None
+    layers: list[nn.Module] | None = None
+    device: str | None = None
+    host_dir: str | None = None
+    min_bytes: int = 1 << 20
+    warmup_steps: int = 2
+    stable_steps: int = 3
+    change_threshold: float = 0.05
+    bytes_drift: float = 0.2
+    margin_step: float = 0.05
+    memory: object = None
+    tier: object = None
+    reports_: list[StepReport] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        if self.device is None:
+            self.device = str(next(self.model.parameters()).device)
+        self.memory = self.memory or memory_mod.for_device(self.device)
+        self.tier = self.tier or transfer.for_device(self.device, self.host_dir)
+        if hasattr(self.tier, "calibrate"):
+            self.tier.calibrate()
+        self.overlap = self.device.startswith("cuda")
+        self.tracker_ = StageTracker(self.layers or find_layers(self.model)).install(self.optimizer)
+        self.executor_ = SwapExecutor(self.tier, self.tracker_, self.memory, self.min_bytes)
+        self.phases_ = PhaseMachine(self.warmup_steps, self.stable_steps)
+        self.detector_ = ChangeDetector(self.change_threshold, self.bytes_drift)
+        self.budget_: int | None = int(self.budget_mib * MIB) if self.budget_mib else None
+        self.margin_ = 0
+        self.policy_: Policy | None = None
+        self.policy_sig_: Signature | None = None
+        self.last_sig_: Signature | None = None
+        self.best_: tuple[float, Policy, Signature] | None = None
+        self.regenerations_ = 0
+        self.floor_checked_ = False
+
+    # -- public ---------------------------------------------------------------------------------
+    def set_budget(self, nbytes: int) -> None:
+        self.budget_ = int(nbytes)
+
+    @property
+    def phase(self) -> str:
+        return self.phases_.phase
+
+    @property
+    def sequence_changes(self) -> int:
+        return self.phases_.changes
+
+    def on_oom(self) -> None:
+        """An allocator failure: more margin, profile again (the caller retries the step)."""
+        if self.budget_:
+            self.margin_ += max(int(self.budget_ * 2 * self.margin_step), 4 * MIB)
+        if self.phase != WARMUP:
+            self.phases_.back_to_warmup("out of memory")
+
+    def close(self) -> None:
+        self.tracker_.remove()
+        self.tier.close()
+
+    @contextlib.contextmanager
+    def step(self):
+        """Run forward + backward of one step inside this context."""
+        phase = self.phase
+        full = self.phases_.full_profiling
+        policy = self.policy_ if phase != WARMUP else None
+        matcher = Matcher(policy.entries if policy else frozenset())
+        ex = self.executor_
+        ex.prefetch_blocks = policy.prefetch_blocks if policy else 0
+        ex.guard_budget = self.budget_ - self.margin_ if self.budget_ else None
+        decide = (lambda fp, _o, _n: matcher.wants(fp)) if policy else (lambda fp, _o, _n: False)
+        ex.begin_step(self.model.parameters(), matcher, decide)
+        self.tracker_.begin_forward()
+        recorder = OpRecorder(self.memory, self.tracker_, ex.live, self.min_bytes) if full else None
+        ex.op_counter = (lambda: recorder.n_ops) if recorder else (lambda: 0)
+        bwd = _BackwardMark(self.tracker_, recorder)
+        ex.on_first_unpack = bwd
+        t0 = time.perf_counter()
+        ok = False
+        try:
+            with ex.hooks(), (recorder if recorder else contextlib.nullcontext()):
+                yield self
+            ok = True
+        finally:
+            if ok:
+                seconds = time.perf_counter() - t0
+                self._after_step(phase, matcher, recorder, bwd.op, seconds)
+            ex.end_step()
+
+    # -- phases -------------------------------------------------------------------------------
+    def _profile(self, recorder, bwd_op: int, seconds: float):
+        return build_profile(recorder, self.executor_.handles, self.executor_.matcher.signature,
+                             self.memory.peak(), seconds, bwd_op)
+
+    def _plan(self, profile, count: bool = True) -> Policy:
+        pol = generate(profile, self.budget_, self.tier.bandwidth, self.overlap, self.margin_,
+                       self.min_bytes)
+        self.regenerations_ += int(count)
+        if not self.floor_checked_:
+            self.floor_checked_ = True
+            if pol.floor > self.budget_:
+                raise BudgetError(f"budget {self.budget_ / MIB:.0f} MiB is below the unswappable floor "
+                                  f"of {pol.floor / MIB:.0f} MiB (gradients, parameters, one layer's "
+                                  f"working set); raise the budget")
+        return pol
+
+    def _after_step(self, phase: str, matcher: Matcher, recorder, bwd_op: int, seconds: float) -> None:
+        stats = self.executor_.stats
+        rep = StepReport(phase, stats.swap_out_bytes, stats.swap_in_bytes, stats.forced_swaps,
+                         matcher.hit_rate() if phase != WARMUP else None)
+        sig = matcher.signature
+        machine = self.phases_
+        if phase == WARMUP:
+            similar = self.last_sig_ is not None and self.detector_.compare(sig, self.last_sig_) is None
+            self.last_sig_ = sig
+            if self.budget_ is not None:
+                profile = self._profile(recorder, bwd_op, seconds)
+                if not self.floor_checked_:
+                    self._plan(profile, count=False)  # checks the floor on the first profile
+                if machine.after_warmup_step(similar):
+                    self.policy_, self.policy_sig_ = self._plan(profile), sig
+                    self.best_ = None
+                    rep.regenerated = True
+        elif phase == SEARCH:
+            reason = self.detector_.compare(sig, self.policy_sig_)
+            if reason:
+                rep.change = reason
+                machine.back_to_warmup(reason)
+                self.last_sig_ = sig
+            else:
+                clean = stats.forced_swaps == 0
+                if clean and (self.best_ is None or seconds < self.best_[0]):
+                    self.best_ = (seconds, self.policy_, self.policy_sig_)
+                if not clean:
+                    self.margin_ += int(self.budget_ * self.margin_step)
+                self.policy_, self.policy_sig_ = self._plan(self._profile(recorder, bwd_op, seconds)), sig
+                rep.regenerated = True
+                machine.after_search_step()
+                if machine.phase == STABLE and self.best_ is not None:
+                    _, self.policy_, self.policy_sig_ = self.best_
+        else:
+            reason = self.detector_.compare(sig, self.policy_sig_)
+            if reason is None and stats.forced_swaps:
+                reason = "forced swap in STABLE"
+            if reason:
+                rep.change = reason
+                machine.back_to_warmup(reason)
+                self.last_sig_ = sig
+        self.reports_.append(rep)
+
+
+class _BackwardMark:
+    """Marks the start of backward at the first unpack (only backward unpacks saved tensors)."""
+
+    def __init__(self, tracker: StageTracker, recorder) -> None:
+        self.tracker, self.recorder, self.op = tracker, recorder, 0
+        self.seen = False
+
+    def __call__(self) -> None:
+        if not self.seen:
+            self.seen = True
+            self.op = self.recorder.n_ops if self.recorder else 0
+            if self.tracker.current.kind == "FWD":
+                self.tracker.begin_backward()
