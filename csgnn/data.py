@@ -75,6 +75,19 @@ class GraphSet:
             idx = list(range(len(self.graphs)))
         return [(a, b, self.name, f"{a}-{b}") for a, b in combinations(idx, 2)]
 
+    def pair_arrays(self) -> tuple[np.ndarray, np.ndarray, list[str], list[str] | None]:
+        """Pairs as index arrays (a, b), a category per pair, and pair ids (None: "a-b").
+
+        Families of thousands of graphs have millions of pairs, so they stay numpy arrays.
+        """
+        if self.kind == "family":
+            a, b = np.triu_indices(len(self.graphs), 1)
+            return a.astype(np.int64), b.astype(np.int64), [self.name], None
+        ps = self.pairs()
+        a = np.array([p[0] for p in ps], dtype=np.int64)
+        b = np.array([p[1] for p in ps], dtype=np.int64)
+        return a, b, [p[2] for p in ps], [p[3] for p in ps]
+
     def labels(self) -> list[Any]:
         return [g.y for g in self.graphs]
 
