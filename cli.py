@@ -91,7 +91,9 @@ serve_app = typer.Typer(help="LLM serving: the shared engine and the serving pap
 train_app = typer.Typer(help="Training-systems papers.", no_args_is_help=True)
 
 # One block per package; each mounts its sub-app once its commands work.
-# [engine]
+from papersuite.engine.commands import api as serve_api  # noqa: E402
+
+serve_app.command("api")(serve_api)
 # [glmcot]
 # [flashforge]
 # [ares]

@@ -185,3 +185,131 @@ class LLMEngine:
                                 seq.finish_reason or "length", out, request_id=seq.request_id,
                                 cached_tokens=seq.num_cached_tokens, num_preemptions=seq.num_preemptions,
                                 logprobs=list(seq.logprobs))
+
+
+@dataclass
+class StreamDelta:
+    """New output of one request since the last delta (text held back if it may become a stop)."""
+
+    text: str
+    token_ids: list[int]
+    finished: bool
+    finish_reason: str | None
+    seq: Sequence
+    logprobs: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class _Stream:
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue
+    sent_chars: int = 0
+    sent_tokens: int = 0
+
+
+class AsyncLLMEngine:
+    """The server's front: one thread runs `step()`; each request streams through an asyncio.Queue.
+
+    `submit` validates at once (so a server can answer 400 before streaming) and hands the request
+    to the engine thread through a thread-safe inbox; `stream` yields `StreamDelta`s. A consumer
+    that stops early (client disconnect) aborts the request, which frees its blocks.
+    """
+
+    def __init__(self, engine: LLMEngine, on_finish=None) -> None:
+        self.engine = engine
+        self.on_finish = on_finish  # callback(seq) in the engine thread, for metrics
+        self.accepting = True
+        self._inbox: queue.Queue = queue.Queue()
+        self._streams: dict[str, _Stream] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="engine-step", daemon=True)
+
+    def start(self) -> "AsyncLLMEngine":
+        self._thread.start()
+        return self
+
+    def shutdown(self, drain_timeout: float = 30.0) -> None:
+        """Stop admission, let running requests finish (up to `drain_timeout`), stop the thread."""
+        self.accepting = False
+        deadline = time.monotonic() + drain_timeout
+        while self._streams and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def submit(self, prompt: Prompt | None, params: SamplingParams, **kw) -> Sequence:
+        if not self.accepting:
+            raise InvalidRequest("the server is shutting down")
+        seq = self.engine.make_sequence(prompt, params, **kw)
+        self._streams[seq.request_id] = _Stream(asyncio.get_running_loop(), asyncio.Queue())
+        self._inbox.put(("add", seq))
+        self._wake.set()
+        return seq
+
+    def abort(self, request_id: str) -> None:
+        self._inbox.put(("abort", request_id))
+        self._wake.set()
+
+    async def stream(self, seq: Sequence) -> AsyncIterator[StreamDelta]:
+        st = self._streams[seq.request_id]
+        try:
+            while True:
+                delta = await st.queue.get()
+                yield delta
+                if delta.finished:
+                    return
+        finally:
+            if not seq.is_finished:
+                self.abort(seq.request_id)
+            self._streams.pop(seq.request_id, None)
+
+    # -- the engine thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            while True:
+                try:
+                    op, arg = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if op == "add":
+                    self.engine.add_sequence(arg)
+                elif self.engine.abort(arg):
+                    self._streams.pop(arg, None)
+            if not self.engine.has_unfinished():
+                self._wake.wait(timeout=0.5)
+                self._wake.clear()
+                continue
+            try:
+                seqs = self.engine.step()
+            except Exception as e:  # a bug: fail every open request rather than hang them
+                for rid in list(self.engine.requests):
+                    seq = self.engine.requests[rid]
+                    self.engine.abort(rid)
+                    self._emit(seq, error=f"{type(e).__name__}: {e}")
+                continue
+            for seq in seqs:
+                self._emit(seq)
+
+    def _emit(self, seq: Sequence, error: str | None = None) -> None:
+        if seq.is_finished and self.on_finish is not None and error is None:
+            self.on_finish(seq)
+        st = self._streams.get(seq.request_id)
+        if st is None:
+            return
+        finished = seq.is_finished
+        keep = 0 if finished else stream_holdback(seq.text, seq.params.stop)
+        text = seq.text[st.sent_chars:max(st.sent_chars, len(seq.text) - keep)]
+        st.sent_chars += len(text)
+        out = seq.output_token_ids
+        if finished and seq.finish_reason == "stop" and out and (
+                (out[-1] in self.engine.eos_ids and not seq.params.ignore_eos) or out[-1] in seq.params.stop_token_ids):
+            out = out[:-1]
+        new_ids = out[st.sent_tokens:]
+        logprobs = seq.logprobs[st.sent_tokens:st.sent_tokens + len(new_ids)]
+        st.sent_tokens += len(new_ids)
+        delta = StreamDelta(text, new_ids, finished or error is not None, seq.finish_reason, seq, logprobs, error)
+        st.loop.call_soon_threadsafe(st.queue.put_nowait, delta)
