@@ -95,16 +95,23 @@ from papersuite.engine.commands import api as serve_api  # noqa: E402
 
 serve_app.command("api")(serve_api)
 # [glmcot]
-# [flashforge]
+from flashforge.commands import app as flashforge_app  # noqa: E402
+from flashforge.registration import register_when_engine_loads  # noqa: E402
+
+serve_app.add_typer(flashforge_app, name="flashforge")
+register_when_engine_loads()  # ATTENTION_BACKENDS["flashforge"], added when the engine is imported
 # [ares]
 # [echo]
 # [specmoeoff]
-# [chameleon]
+from chameleon.commands import app as chameleon_app  # noqa: E402
+train_app.add_typer(chameleon_app, name="chameleon")
 # [odyssey]
 from boasf.commands import tune as boasf_tune  # noqa: E402
 
 app.command("tune")(boasf_tune)
-# [csgnn]
+from csgnn.commands import app as csgnn_app  # noqa: E402
+
+app.add_typer(csgnn_app, name="graph-classify")
 from hfassess.commands import app as hfassess_app  # noqa: E402
 app.add_typer(hfassess_app, name="hf-assess")
 

@@ -32,8 +32,9 @@ OPS_MERGE = 14            # padded CSR gather and merge_states
 
 @dataclass(frozen=True)
 class MachineConstants:
-    bandwidth: float       # bytes/s, streaming read
-    gemm_rate: float       # flop/s, grouped products (>= 48 rows)
+    bandwidth: float       # bytes/s, streaming read (beyond the last-level cache)
+    peak_rate: float       # flop/s, a square 512^3 GEMM: the roofline's compute ceiling
+    gemm_rate: float       # flop/s, grouped products of our shape (192 rows, D = 64)
     gemv_rate: float       # flop/s, G-row products (paged decode's shape)
     overhead: float        # s per tensor operation
     threads: int
@@ -91,8 +92,11 @@ def measure(device: str = "cpu", threads: int | None = None) -> MachineConstants
             sync()
         return _median_time(run, repeats)
 
-    x = torch.randn(8 << 20, device=device)                      # 32 MiB
+    x = torch.ones(32 << 20, device=device)                       # 128 MiB, past a 32 MiB L3
     bw = x.numel() * 4 / timed(lambda: x.sum())
+    del x
+    sq = torch.randn(512, 512, device=device)
+    peak = 2 * 512 ** 3 / timed(lambda: sq @ sq)
     a = torch.randn(8, 192, 64, device=device)
     b = torch.randn(8, 64, 1024, device=device)
     gemm = 2 * 8 * 192 * 64 * 1024 / timed(lambda: torch.bmm(a, b))
@@ -101,7 +105,7 @@ def measure(device: str = "cpu", threads: int | None = None) -> MachineConstants
     gemv = 2 * 256 * 3 * 64 * 512 / timed(lambda: torch.bmm(qa, kb))
     small = torch.randn(8, 8, device=device)
     ovh = timed(lambda: [small.add(1.0) for _ in range(50)], repeats=7) / 50
-    return MachineConstants(bandwidth=bw, gemm_rate=gemm, gemv_rate=gemv, overhead=ovh, threads=threads,
+    return MachineConstants(bandwidth=bw, peak_rate=peak, gemm_rate=gemm, gemv_rate=gemv, overhead=ovh, threads=threads,
                             key=_key(threads, device))
 
 
