@@ -103,12 +103,15 @@ register_when_engine_loads()  # ATTENTION_BACKENDS["flashforge"], added when the
 # [ares]
 # [echo]
 # [specmoeoff]
-# [chameleon]
+from chameleon.commands import app as chameleon_app  # noqa: E402
+train_app.add_typer(chameleon_app, name="chameleon")
 # [odyssey]
 from boasf.commands import tune as boasf_tune  # noqa: E402
 
 app.command("tune")(boasf_tune)
-# [csgnn]
+from csgnn.commands import app as csgnn_app  # noqa: E402
+
+app.add_typer(csgnn_app, name="graph-classify")
 from hfassess.commands import app as hfassess_app  # noqa: E402
 app.add_typer(hfassess_app, name="hf-assess")
 
