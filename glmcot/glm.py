@@ -1,0 +1,177 @@
+"""GLM's multi-agent pipeline (arXiv:2511.01633, section 3): classify, reason, act, notebook.
+
+Each agent sees only its own context:
+- C-Agent: the question -> deterministic | non-deterministic;
+- R-Agent: question + notebook of facts -> {"answer": ...} or {"missing": ...};
+- A-Agent: the missing statement (the question on the deterministic path) + API -> one snippet;
+- the executor runs the snippet; only what it prints enters the notebook, one chunk a line.
+
+A failing snippet goes back to the A-Agent with its error, at most `max_repairs` times. A
+deterministic question whose snippet still fails falls back to the reasoning loop.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import time
+from typing import Any
+
+from glmcot.drivers import Call
+from glmcot.executor import Executor
+from glmcot.graph import Graph
+from glmcot.prompts import a_messages, c_messages, r_messages
+from glmcot.result import QuestionResult
+from papersuite.llm import SamplingParams
+
+LABELS = ("deterministic", "non-deterministic")
+R_SCHEMA = {"anyOf": [
+    {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+     "additionalProperties": False},
+    {"type": "object", "properties": {"missing": {"type": "string"}}, "required": ["missing"],
+     "additionalProperties": False},
+]}
+
+
+def parse_label(text: str) -> str | None:
+    t = text.strip().lower()
+    if t.startswith("non") or "non-determin" in t or "nondetermin" in t:
+        return "non-deterministic"
+    if "determin" in t:
+        return "deterministic"
+    return None
+
+
+def parse_reason(text: str) -> tuple[str, str] | None:
+    """('answer', x) or ('missing', x) from the R-Agent's JSON; None if unreadable."""
+    m = re.search(r"\{.*\}", text, re.S)
+    if m:
+        try:
+            obj = json.loads(m.group(0))
+        except json.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            for key in ("answer", "missing"):
+                if isinstance(obj.get(key), (str, int, float)) and str(obj[key]).strip():
+                    return key, str(obj[key]).strip()
+    return None
+
+
+def extract_code(text: str) -> str:
+    m = re.search(r"```(?:python)?\n(.*?)(```|$)", text, re.S)
+    return (m.group(1) if m else text).strip()
+
+
+def answer_from_output(output: str) -> str:
+    """A printout as an answer: list literals and several lines become 'a, b, c'."""
+    lines = [ln.strip() for ln in output.strip().splitlines() if ln.strip()]
+    if len(lines) == 1 and lines[0].startswith("[") and lines[0].endswith("]"):
+        try:
+            return ", ".join(map(str, ast.literal_eval(lines[0])))
+        except (ValueError, SyntaxError):
+            pass
+    return ", ".join(lines)
+
+
+def ebnf_grammar(graph: Graph) -> str:
+    """The A-Agent's output language: a few assignments, then one print, over the graph API."""
+    feats = " | ".join(f'"\\"{f}\\""' for f in graph.schema.feature_names)
+    neigh = " | ".join(f'"\\"{n}\\""' for n in graph.schema.neighbour_types)
+    return rf'''root ::= (assign "\n"){{0,3}} "print(" expr ")"
+assign ::= var " = " expr
+expr ::= api | var | "len(" expr ")" | "sorted(" expr ")" | "set(" expr ")" | "[NodeFeature(x, " feat ") for x in " expr "]" | "[NodeDegree(x, " neigh ") for x in " expr "]"
+api ::= "RetrieveNode(" str ")" | "NodeFeature(" expr ", " feat ")" | "NeighbourCheck(" expr ", " neigh ")" | "NodeDegree(" expr ", " neigh ")" | "NodeInfo(" expr ")"
+str ::= "\"" [^"\n\\]{{1,150}} "\""
+var ::= [a-z] [a-z0-9]{{0,7}}
+feat ::= {feats}
+neigh ::= {neigh}
+'''
+
+
+class GLM:
+    """`run(record, session) -> QuestionResult`."""
+
+    def __init__(self, graph: Graph, executor: Executor, max_iterations: int = 4, max_repairs: int = 2,
+                 code_tokens: int = 192, use_classifier: bool = True, constrained: bool = True):
+        self.graph = graph
+        self.executor = executor
+        self.max_iterations = max_iterations
+        self.max_repairs = max_repairs
+        self.code_tokens = code_tokens
+        self.use_classifier = use_classifier
+        self.constrained = constrained
+        self._ebnf = ebnf_grammar(graph)
+
+    def _grammar(self, kind: str, spec: Any):
+        return (kind, spec) if self.constrained else None
+
+    def run(self, record: dict[str, Any], session, driver: str = "live", model: str = "?") -> QuestionResult:
+        res = QuestionResult(str(record["qid"]), "glm", driver, model)
+        t0 = time.perf_counter()
+        q = record["question"]
+        label = "non-deterministic"
+        if self.use_classifier:
+            c = session.complete(Call("classify", c_messages(q), SamplingParams(max_tokens=8, stop=("\n",)),
+                                      self._grammar("choice", LABELS), context={}))
+            res.add("classify", c)
+            label = parse_label(c.text)
+            if label is None:
+                res.parse_errors += 1
+                label = "non-deterministic"
+        res.cls = label
+        if label == "deterministic":
+            res.steps = 1
+            out = self._act(q, session, res)
+            if out is not None and out.strip():
+                res.answer = answer_from_output(out)
+                res.latency_s = time.perf_counter() - t0
+                return res
+        notebook: list[str] = []
+        for i in range(self.max_iterations):
+            res.steps += 1
+            r = self._reason(q, notebook, session, res, must_answer=False)
+            if r[0] == "answer":
+                res.answer = r[1]
+                res.latency_s = time.perf_counter() - t0
+                return res
+            out = self._act(r[1], session, res)
+            for line in (out or "").splitlines():
+                line = line.strip()
+                if line and line not in notebook:
+                    notebook.append(line)
+        r = self._reason(q, notebook, session, res, must_answer=True)
+        res.answer = r[1] if r[0] == "answer" else ""
+        res.halt = None if res.answer else "iterations"
+        res.latency_s = time.perf_counter() - t0
+        return res
+
+    def _reason(self, q: str, notebook: list[str], session, res: QuestionResult, must_answer: bool):
+        c = session.complete(Call("reason", r_messages(q, notebook, must_answer), SamplingParams(max_tokens=96),
+                                  self._grammar("json", R_SCHEMA), context={"notebook": list(notebook)}))
+        res.add("reason", c)
+        parsed = parse_reason(c.text)
+        if parsed is None:
+            res.parse_errors += 1
+            return ("answer", c.text.strip()) if must_answer else ("missing", q)
+        return parsed
+
+    def _act(self, task: str, session, res: QuestionResult) -> str | None:
+        """Write and run a snippet, repairing on error; the printout, or None if all failed."""
+        code, error = None, None
+        for attempt in range(self.max_repairs + 1):
+            c = session.complete(Call("act", a_messages(task, self.graph.schema.graph_definition, code, error),
+                                      SamplingParams(max_tokens=self.code_tokens), self._grammar("ebnf", self._ebnf),
+                                      context={"task": task, "error": error}))
+            res.add("act", c)
+            if attempt:
+                res.repairs += 1
+            code = extract_code(c.text)
+            out = self.executor.run(code)
+            res.trace.append({"role": "exec", "code": code, **out.as_dict()})
+            if out.ok:
+                return out.output
+            res.exec_errors += 1
+            if out.error and (out.error.startswith("SyntaxError") or out.error.startswith("Refused")):
+                res.parse_errors += 1
+            error = out.error
+        return None
