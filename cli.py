@@ -103,7 +103,8 @@ register_when_engine_loads()  # ATTENTION_BACKENDS["flashforge"], added when the
 # [ares]
 # [echo]
 # [specmoeoff]
-# [chameleon]
+from chameleon.commands import app as chameleon_app  # noqa: E402
+train_app.add_typer(chameleon_app, name="chameleon")
 # [odyssey]
 from boasf.commands import tune as boasf_tune  # noqa: E402
 

@@ -53,6 +53,7 @@ class StepReport:
     match_rate: float | None = None
     change: str | None = None
     regenerated: bool = False
+    unplanned: int = 0
 
 
 @dataclass
@@ -124,12 +125,23 @@ class Chameleon:
         """Run forward + backward of one step inside this context."""
         phase = self.phase
         full = self.phases_.full_profiling
-        policy = self.policy_ if phase != WARMUP else None
+        # While re-profiling after a change the last policy stays active for the stages it knows;
+        # tensors of stages it has never seen are swapped (they were not planned for).
+        policy = self.policy_
         matcher = Matcher(policy.entries if policy else frozenset())
         ex = self.executor_
         ex.prefetch_blocks = policy.prefetch_blocks if policy else 0
         ex.guard_budget = self.budget_ - self.margin_ if self.budget_ else None
-        decide = (lambda fp, _o, _n: matcher.wants(fp)) if policy else (lambda fp, _o, _n: False)
+        known = {(k[0], k[1], k[2]) for k in self.policy_sig_.stages} if self.policy_sig_ else set()
+        self.unplanned_ = 0
+
+        def decide(fp, _ordinal, _nbytes) -> bool:
+            if policy is None:
+                return False
+            if (fp.kind, fp.micro, fp.layer) in known:
+                return matcher.wants(fp)
+            self.unplanned_ += 1
+            return True
         ex.begin_step(self.model.parameters(), matcher, decide)
         self.tracker_.begin_forward()
         recorder = OpRecorder(self.memory, self.tracker_, ex.live, self.min_bytes) if full else None
@@ -153,10 +165,10 @@ class Chameleon:
         return build_profile(recorder, self.executor_.handles, self.executor_.matcher.signature,
                              self.memory.peak(), seconds, bwd_op)
 
-    def _plan(self, profile, count: bool = True) -> Policy:
+    def _plan(self, profile) -> Policy:
         pol = generate(profile, self.budget_, self.tier.bandwidth, self.overlap, self.margin_,
                        self.min_bytes)
-        self.regenerations_ += int(count)
+        self.regenerations_ += 1
         if not self.floor_checked_:
             self.floor_checked_ = True
             if pol.floor > self.budget_:
@@ -168,17 +180,18 @@ class Chameleon:
     def _after_step(self, phase: str, matcher: Matcher, recorder, bwd_op: int, seconds: float) -> None:
         stats = self.executor_.stats
         rep = StepReport(phase, stats.swap_out_bytes, stats.swap_in_bytes, stats.forced_swaps,
-                         matcher.hit_rate() if phase != WARMUP else None)
+                         matcher.hit_rate() if self.policy_ is not None else None, unplanned=self.unplanned_)
         sig = matcher.signature
         machine = self.phases_
         if phase == WARMUP:
             similar = self.last_sig_ is not None and self.detector_.compare(sig, self.last_sig_) is None
             self.last_sig_ = sig
-            if self.budget_ is not None:
-                profile = self._profile(recorder, bwd_op, seconds)
-                if not self.floor_checked_:
-                    self._plan(profile, count=False)  # checks the floor on the first profile
-                if machine.after_warmup_step(similar):
+            ready = machine.after_warmup_step(similar)
+            if self.budget_ is None:
+                machine.phase = WARMUP  # nothing to plan for until the caller sets a budget
+            else:
+                if ready:  # the first plan also checks the floor (step 0 has one-off costs)
+                    profile = self._profile(recorder, bwd_op, seconds)
                     self.policy_, self.policy_sig_ = self._plan(profile), sig
                     self.best_ = None
                     rep.regenerated = True

@@ -60,7 +60,12 @@ class CpuMemory:
         """Cap the data segment at VmData now + mib; returns the limit in bytes."""
         limit = _status("VmData")["VmData"] + int(mib * MIB)
         resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+        self.limit = limit
         return limit
+
+    def headroom(self) -> int:
+        """Bytes left under the capacity now (what a step may still allocate)."""
+        return self.limit - _status("VmData")["VmData"]
 
     def close(self) -> None:
         os.close(self._statm)
@@ -92,7 +97,11 @@ class CudaMemory:
         total = self.torch.cuda.get_device_properties(self.device).total_memory
         limit = self.torch.cuda.memory_allocated(self.device) + int(mib * MIB)
         self.torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total), self.device)
+        self.limit = limit
         return limit
+
+    def headroom(self) -> int:
+        return self.limit - self.torch.cuda.memory_allocated(self.device)
 
     def close(self) -> None:
         pass

@@ -218,7 +218,7 @@ class ChameleonMethod(_Base):
         r = self.cham.reports_[-1]
         return {"phase": r.phase, "swap_out_bytes": r.swap_out_bytes, "swap_in_bytes": r.swap_in_bytes,
                 "forced_swaps": r.forced_swaps, "match_rate": r.match_rate, "change": r.change,
-                "regenerated": r.regenerated}
+                "regenerated": r.regenerated, "unplanned_swaps": r.unplanned}
 
     def close(self) -> None:
         self.cham.close()

@@ -7,6 +7,7 @@ Ops outside every layer fall in the stages "pre" (before the first layer) and "p
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -52,6 +53,8 @@ class StageTracker:
         return named
 
     def install(self, optimizer=None) -> "StageTracker":
+        # frozen bottom layers: the pre-hook still fires on output gradients, which is all we need
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
         for name, mod in self._named_layers():
             self._handles.append(mod.register_forward_pre_hook(self._fwd_pre(name)))
             self._handles.append(mod.register_forward_hook(self._fwd_post(name)))

@@ -18,6 +18,7 @@ from chameleon.methods import make
 from chameleon.workloads import WorkloadConfig, build
 
 MAX_RETRIES = 4
+HEADROOM_USE = 0.8  # budget under a capacity: this share of what is left after step 0
 
 
 class TrainingOOM(RuntimeError):
@@ -60,7 +61,8 @@ def train(wcfg: WorkloadConfig, rcfg: RunConfig, on_step: Callable[[dict], None]
     if rcfg.device_memory_mib:
         mem.set_capacity(rcfg.device_memory_mib)
     budget = int(rcfg.budget_mib * MIB) if rcfg.budget_mib else None
-    if budget is None and rcfg.budget_frac is None and rcfg.device_memory_mib:
+    from_capacity = budget is None and rcfg.budget_frac is None and bool(rcfg.device_memory_mib)
+    if from_capacity:  # until the first step shows what persists (optimizer states), 3/4 of it
         budget = int(0.75 * rcfg.device_memory_mib * MIB)
     knobs = {}
     if rcfg.method == "chameleon":
@@ -75,6 +77,9 @@ def train(wcfg: WorkloadConfig, rcfg: RunConfig, on_step: Callable[[dict], None]
             steps.append(_one_step(i, wl, method, mem, rcfg))
             if i == 0 and rcfg.budget_frac is not None and budget is None:
                 budget = int(rcfg.budget_frac * steps[0]["peak_bytes"])
+                method.set_budget(budget)
+            elif i == 0 and from_capacity:
+                budget = int(HEADROOM_USE * mem.headroom())
                 method.set_budget(budget)
             if on_step:
                 on_step(steps[-1])
@@ -125,7 +130,7 @@ def _one_step(i: int, wl, method, mem, rcfg: RunConfig) -> dict:
     info = method.info()
     rec.update({k: info.get(k) for k in ("swap_out_bytes", "swap_in_bytes", "phase", "forced_swaps")})
     rec["oom_retries"] = retries
-    for k in ("match_rate", "change", "regenerated"):
+    for k in ("match_rate", "change", "regenerated", "unplanned_swaps"):
         if k in info:
             rec[k] = info[k]
     return rec
