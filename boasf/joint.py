@@ -46,7 +46,7 @@ class JointSearch:
         session.elapsed_before = float(st.get("elapsed_s", 0.0))
         if st.get("done", True):
             st.update({"pass": st["pass"] + 1, "pass_budget": self.budget.amount, "budget_kind": self.budget.kind,
-                       "pass_start_s": session.clock(), "done": False})
+                       "pass_start_s": session.elapsed_before, "done": False})
             session.save_state(st)
         left = st["pass_budget"] - (session.clock() - st["pass_start_s"] if self.budget.seconds else
                                     sum(1 for r in self.records_ if r.get("pass") == st["pass"]))
@@ -62,9 +62,8 @@ class JointSearch:
             return Job(family, params, tag=(study, trial),
                        extra={"where": {"arm": family, "family": family, "pass": st["pass"], "round": 0}})
 
-        hard = (lambda: time.perf_counter() >= deadline) if self.budget.seconds else (lambda: False)
         try:
-            session.drive(next_job, stop_dispatch=lambda: False, hard_stop=hard)
+            session.drive(next_job, stop_dispatch=lambda: False, deadline=deadline if self.budget.seconds else None)
         except KeyboardInterrupt:
             session.save_state(st)
             raise

@@ -76,6 +76,9 @@ def run_tune(table, cfg: RunConfig, test_table=None) -> dict[str, Any]:
                    "seed": cfg.seed}
     method_name = "boasf" if cfg.method == "boasf" else (
         "tpe-mv" if cfg.method == "tpe" and cfg.multivariate else cfg.method)
+    from boasf.space import preload
+
+    preload(cfg.families)
     search = _search(cfg)
     interrupted = False
     with WorkerPool(evaluator, cfg.n_jobs, cfg.trial_timeout) as pool:
@@ -85,6 +88,7 @@ def run_tune(table, cfg: RunConfig, test_table=None) -> dict[str, Any]:
             search.run(session)
         except KeyboardInterrupt:
             interrupted = True
+        session.search_end_s = session.clock()
     summary = write_artifacts(table, cfg, session, search, test_table, interrupted)
     if interrupted:
         raise KeyboardInterrupt
@@ -145,7 +149,8 @@ def write_artifacts(table, cfg: RunConfig, session, search, test_table, interrup
             "arm": best["arm"], "family": best["family"], "params": best["params"], "cv_mean": best["score"],
             "cv_sd": statistics.pstdev(best["fold_scores"]) if best["fold_scores"] else None,
             "fold_scores": best["fold_scores"]},
-        "elapsed_s": round(session.clock(), 3), "session_s": round(session.session_seconds(), 3),
+        "elapsed_s": round(session.search_end_s, 3), "search_s": round(session.search_end_s - session.elapsed_before, 3),
+        "refit_and_artifacts_s": round(session.clock() - session.search_end_s, 3),
         "trials": {"total": len(records), **status},
         "overhead_ms_median": round(1000 * statistics.median(session.overhead_s), 3) if session.overhead_s else None,
         "rounds": [{k: rd[k] for k in ("pass", "round", "budget", "survivors", "ucb_after", "keep_probability",

@@ -53,11 +53,30 @@ def open_storage(url: str):
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        if url.startswith("sqlite"):
+            _fast_sqlite(storage)
         storage.get_all_studies()  # touch it: an unreachable server fails here, not mid-run
         return storage
     except Exception as e:  # optuna/sqlalchemy raise many types for a bad URL
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot open --storage {url!r}: {msg[:200]}") from None
+
+
+def _fast_sqlite(storage) -> None:
+    """WAL journal, fsync at checkpoints only: a commit costs ~0.1 ms instead of ~9 ms, which is most
+    of the optimiser's per-trial overhead (a crash can lose the last trials, never corrupt the file)."""
+    from sqlalchemy import event
+
+    engine = storage.engine
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(conn, _record):  # noqa: ANN001
+        cur = conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    engine.dispose()
 
 
 def derived_seed(*parts: int) -> int:
@@ -67,9 +86,12 @@ def derived_seed(*parts: int) -> int:
 
 
 def quiet_optuna() -> None:
+    import warnings
+
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 @dataclass
@@ -86,6 +108,7 @@ class Session:
     records: list[dict[str, Any]] = field(default_factory=list)
     elapsed_before: float = 0.0
     overhead_s: list[float] = field(default_factory=list)
+    search_end_s: float = 0.0
 
     def __post_init__(self) -> None:
         import optuna
@@ -143,9 +166,14 @@ class Session:
 
     # -- the trial loop --------------------------------------------------------------------------
     def drive(self, next_job: Callable[[], Job | None], *, stop_dispatch: Callable[[], bool],
-              hard_stop: Callable[[], bool]) -> None:
-        """Keep workers busy with `next_job()` until it has nothing left and nothing is running."""
+              deadline: float | None = None) -> None:
+        """Keep workers busy with `next_job()` until it has nothing left and nothing is running;
+        at `deadline` (perf_counter seconds) running trials are stopped and logged `timeout`."""
         pool = self.pool
+
+        def hard_stop() -> bool:
+            return deadline is not None and time.perf_counter() >= deadline
+
         while True:
             while pool.idle() and not stop_dispatch() and not hard_stop():
                 t = time.perf_counter()
@@ -160,7 +188,8 @@ class Session:
                 for job, res in pool.cancel("stopped at the end of the budget"):
                     self.finish(job, res)
                 return
-            for job, res in pool.wait(0.25):
+            left = 0.25 if deadline is None else min(0.25, max(0.0, deadline - time.perf_counter()))
+            for job, res in pool.wait(left):
                 self.finish(job, res)
 
     def finish(self, job: Job, res: dict[str, Any]) -> dict[str, Any]:
