@@ -15,8 +15,17 @@ import numpy as np
 from csgnn.chordless import BuildStats, CycleOptions, Structures, StructureBuilder
 from csgnn.features import FeatureSpec
 from csgnn.graph import Graph
-from csgnn.model import MODELS, needs_structures, uses_chords
 from papersuite.errors import UserError
+
+MODELS = ("csgnn", "csgnn-chords", "gin-cycles", "gin", "gcn")
+
+
+def needs_structures(name: str) -> bool:
+    return name in ("csgnn", "csgnn-chords", "gin-cycles")
+
+
+def uses_chords(name: str) -> bool:
+    return name == "csgnn-chords"
 
 
 @dataclass(frozen=True)

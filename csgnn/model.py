@@ -15,17 +15,6 @@ import torch
 from torch import nn
 from torch_geometric.nn import GCNConv, GINConv, global_add_pool
 
-MODELS = ("csgnn", "csgnn-chords", "gin-cycles", "gin", "gcn")
-
-
-def needs_structures(name: str) -> bool:
-    return name in ("csgnn", "csgnn-chords", "gin-cycles")
-
-
-def uses_chords(name: str) -> bool:
-    return name == "csgnn-chords"
-
-
 def _mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.ReLU(), nn.Linear(h, o))
 
