@@ -17,7 +17,8 @@ from flashforge.plan import Plan, build_plan
 
 class FlashForgeBackend:
     """Shared-prefix decode attention; hyperparameters as `build_plan`'s, `impl` as
-    `shared_prefix_decode`'s. Learned per step: `plan_`; counters `plans_built_`, `paths_`."""
+    `shared_prefix_decode`'s. Learned per step: `plan_`; counters `plans_built_`, `shared_plans_`,
+    `paths_` (decode calls per path)."""
 
     name = "flashforge"
 
@@ -34,6 +35,7 @@ class FlashForgeBackend:
         self._meta = None
         self.plan_: Plan | None = None
         self.plans_built_ = 0
+        self.shared_plans_ = 0          # plans that found something worth sharing
         self.paths_: Counter = Counter()
 
     def prepare(self, meta) -> None:
@@ -48,6 +50,7 @@ class FlashForgeBackend:
             self.plan_ = build_plan(block_tables, lens, block_size, kv_chunk=self.kv_chunk,
                                     q_tile=self.q_tile, min_shared_tokens=self.min_shared_tokens)
             self.plans_built_ += 1
+            self.shared_plans_ += int(self.plan_.piece_shared.any())
         return self.plan_
 
     def decode(self, q, k_cache, v_cache, block_tables, seq_lens, scale):

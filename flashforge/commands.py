@@ -126,8 +126,6 @@ def bench(
     from papersuite.progress import info, table, track
 
     seed = options().seed if seed is None else seed
-    n_threads = _threads(threads)
-    device = _device()
     if trees:
         from flashforge.plan import _as_table
 
@@ -140,6 +138,8 @@ def bench(
         loads = []
         for name in names:
             loads.extend(mooncake_windows(32, 3) if name == "mooncake" else [make_scenario(name)])
+    n_threads = _threads(threads)
+    device = _device()
     from flashforge.cost import cpu_flags
 
     info(f"threads={n_threads} device={device} cpu_flags: "

@@ -56,14 +56,15 @@ def _run(engine, backend, prompts: list[str], max_tokens: int) -> dict[str, Any]
 
     engine.block_manager.reset_prefix_cache()
     engine.runner.backend = backend
-    logits, decode_s, decode_steps = [], 0.0, 0
+    logits, decode_s, decode_steps, steps_with_decodes = [], 0.0, 0, 0
     orig = engine.runner.run
 
     def run(batch):
         t0 = time.perf_counter()
         out = orig(batch)
         dt = time.perf_counter() - t0
-        nonlocal decode_s, decode_steps
+        nonlocal decode_s, decode_steps, steps_with_decodes
+        steps_with_decodes += batch.num_decodes > 0
         if batch.num_decodes == len(batch.seqs):
             decode_s += dt
             decode_steps += 1
@@ -75,7 +76,8 @@ def _run(engine, backend, prompts: list[str], max_tokens: int) -> dict[str, Any]
         gens = engine.generate(prompts, SamplingParams(max_tokens=max_tokens, temperature=0.0))
     finally:
         engine.runner.run = orig
-    return {"gens": gens, "logits": logits, "decode_s": decode_s, "decode_steps": decode_steps}
+    return {"gens": gens, "logits": logits, "decode_s": decode_s, "decode_steps": decode_steps,
+            "steps_with_decodes": steps_with_decodes}
 
 
 def greedy_compare(engine, backend, prompts: list[str], max_tokens: int = 16) -> dict[str, Any]:
@@ -88,7 +90,9 @@ def greedy_compare(engine, backend, prompts: list[str], max_tokens: int = 16) ->
     steps = min(len(a["logits"]), len(b["logits"]))
     diff = max(float((x - y).abs().max()) for x, y in zip(a["logits"][:steps], b["logits"][:steps]))
     return {"tokens_equal": same, "max_logit_diff": diff, "steps": steps,
+            "steps_with_decodes": b["steps_with_decodes"],
             "preemptions": sum(g.num_preemptions for g in b["gens"]),
+            "shared_plans": getattr(backend, "shared_plans_", None),
             "plans": getattr(backend, "plans_built_", None),
             "paths": dict(getattr(backend, "paths_", {}))}
 
