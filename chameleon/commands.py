@@ -14,6 +14,9 @@ import typer
 
 from papersuite.errors import UserError
 
+# Spinning OpenMP workers waste the shared cores; set before torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 app = typer.Typer(help="Chameleon: swap-based activation memory for eager-mode training "
                        "(arXiv:2509.11076, a.k.a. SmartSwap; not the fault-tolerance paper, see "
                        "`train odyssey`).", no_args_is_help=True)
@@ -184,7 +187,7 @@ def run(
 def _spawn(wcfg, rcfg, threads: int, timeout: float = 1800) -> tuple[int, dict]:
     """Run one configuration in a fresh process (python -m chameleon.worker)."""
     spec = json.dumps({"workload": wcfg.as_dict(), "run": rcfg.as_dict(), "threads": threads})
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE")
     p = subprocess.run([sys.executable, "-m", "chameleon.worker", spec], capture_output=True,
                        text=True, env=env, timeout=timeout)
     try:

@@ -89,6 +89,7 @@ class Chameleon:
         self.phases_ = PhaseMachine(self.warmup_steps, self.stable_steps)
         self.detector_ = ChangeDetector(self.change_threshold, self.bytes_drift)
         self.budget_: int | None = int(self.budget_mib * MIB) if self.budget_mib else None
+        self.strict_ = self.budget_ is not None
         self.margin_ = 0
         self.policy_: Policy | None = None
         self.policy_sig_: Signature | None = None
@@ -98,8 +99,11 @@ class Chameleon:
         self.floor_checked_ = False
 
     # -- public ---------------------------------------------------------------------------------
-    def set_budget(self, nbytes: int) -> None:
+    def set_budget(self, nbytes: int, strict: bool = False) -> None:
+        """A strict budget (the user's own number) below the floor is an error; a derived one
+        (a fraction of a measured peak, a capacity) is met as closely as swapping can."""
         self.budget_ = int(nbytes)
+        self.strict_ = strict
 
     @property
     def phase(self) -> str:
@@ -171,7 +175,7 @@ class Chameleon:
         self.regenerations_ += 1
         if not self.floor_checked_:
             self.floor_checked_ = True
-            if pol.floor > self.budget_:
+            if self.strict_ and pol.floor > self.budget_:
                 raise BudgetError(f"budget {self.budget_ / MIB:.0f} MiB is below the unswappable floor "
                                   f"of {pol.floor / MIB:.0f} MiB (gradients, parameters, one layer's "
                                   f"working set); raise the budget")

@@ -201,14 +201,14 @@ class ChameleonMethod(_Base):
         self.cham = Chameleon(workload.model, workload.optimizer, layers=workload.layers,
                               device=workload.device, host_dir=host_dir, memory=memory, **knobs)
         if budget is not None:
-            self.set_budget(budget)
+            self.set_budget(budget, strict=True)
 
     def step(self, i: int):
         return self.cham.step()
 
-    def set_budget(self, nbytes: int) -> None:
+    def set_budget(self, nbytes: int, strict: bool = False) -> None:
         super().set_budget(nbytes)
-        self.cham.set_budget(nbytes)
+        self.cham.set_budget(nbytes, strict)
 
     def on_oom(self) -> bool:
         self.cham.on_oom()

@@ -116,6 +116,14 @@ def build_profile(rec: OpRecorder, handles: list, signature: Signature, peak_fwd
                    step_seconds)
 
 
+def _block_bytes(sig: Signature) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for (_kind, _micro, layer), st in sig.stages.items():
+        block = layer.split(".")[0]
+        out[block] = out.get(block, 0) + st.nbytes
+    return out
+
+
 @dataclass
 class ChangeDetector:
     """Is this step's signature the one the policy was made for? Returns a reason or None.
@@ -138,15 +146,12 @@ class ChangeDetector:
             return f"op count {c_ref} -> {c_now}"
         if any(now.stages[k].code != ref.stages[k].code for k in common):
             return "operator order"
-        by_block_now: dict[str, int] = {}
-        by_block_ref: dict[str, int] = {}
-        for k in common:
-            block = k[2].split(".")[0]
-            by_block_now[block] = by_block_now.get(block, 0) + now.stages[k].nbytes
-            by_block_ref[block] = by_block_ref.get(block, 0) + ref.stages[k].nbytes
-        b_now, b_ref = sum(by_block_now.values()), sum(by_block_ref.values())
+        # bytes by block, over all of a block's stages: experts share their block's tokens
+        by_now, by_ref = _block_bytes(now), _block_bytes(ref)
+        blocks = by_now.keys() & by_ref.keys()
+        b_now, b_ref = sum(by_now[b] for b in blocks), sum(by_ref[b] for b in blocks)
         if b_ref and abs(b_now - b_ref) / b_ref > self.bytes_drift:
-            return f"saved bytes {b_ref >> 20} -> {b_now >> 20} MiB"
+            return f"saved bytes {b_ref / 2**20:.1f} -> {b_now / 2**20:.1f} MiB"
         return None
 
 

@@ -70,7 +70,9 @@ def train(wcfg: WorkloadConfig, rcfg: RunConfig, on_step: Callable[[dict], None]
                      change_threshold=rcfg.change_threshold, min_bytes=int(rcfg.min_bytes_mib * MIB))
     elif rcfg.method == "static":
         knobs = dict(min_bytes=int(rcfg.min_bytes_mib * MIB))
-    method = make(rcfg.method, wl, mem, rcfg.host_dir, budget, **knobs)
+    method = make(rcfg.method, wl, mem, rcfg.host_dir, None if from_capacity else budget, **knobs)
+    if from_capacity:
+        method.set_budget(budget)
     steps: list[dict] = []
     try:
         for i in range(rcfg.steps):
