@@ -38,8 +38,9 @@ def auto_path(q: torch.Tensor, k_cache: torch.Tensor, plan: Plan) -> str:
 
         dev = "cuda" if q.is_cuda else "cpu"
         c = cost.constants(dev)
+        executor = "triton" if (q.is_cuda and triton_available()) else "torch"
         plan.scratch[key] = cost.choose(plan, q.shape[1], k_cache.shape[2], q.shape[2],
-                                        k_cache.element_size(), c)
+                                        k_cache.element_size(), c, executor=executor)
     return plan.scratch[key]
 
 

@@ -25,9 +25,12 @@ import numpy as np
 from flashforge.plan import Plan
 
 MIN_GAIN = 1.2
-OPS_DEFAULT = 12          # paged_decode: gather, 2 matmuls, mask, softmax pieces, merge per chunk
-OPS_PER_BUCKET = 12       # gather k/v, reshape q, 2 matmuls, mask, softmax, scatter of o/lse
-OPS_MERGE = 14            # padded CSR gather and merge_states
+OPS_DEFAULT = 4           # paged_decode's set-up and output
+OPS_DEFAULT_CHUNK = 14    # per chunk of 64 blocks: gathers, 2 matmuls, mask, softmax, online merge
+DEFAULT_CHUNK_BLOCKS = 64
+OPS_PER_BUCKET = 12       # torch path: gather k/v, reshape q, 2 matmuls, mask, softmax, scatter
+OPS_MERGE = 14            # torch path: padded CSR gather and merge_states
+OPS_TRITON = 6            # triton path: two launches and three allocations
 
 
 @dataclass(frozen=True)
@@ -141,27 +144,31 @@ def constants(device: str = "cpu", threads: int | None = None) -> MachineConstan
 
 
 def predict(plan: Plan, heads: int, kv_heads: int, head_dim: int, elem_bytes: int,
-            c: MachineConstants) -> dict[str, float]:
-    """Predicted seconds per layer for both paths and the gain (default / shared)."""
+            c: MachineConstants, executor: str = "torch") -> dict[str, float]:
+    """Predicted seconds per layer for both paths and the gain (default / shared); `executor` is
+    the shared path's: "torch" (a few ops per bucket) or "triton" (two kernel launches)."""
     per_token = 2 * kv_heads * head_dim * elem_bytes           # K and V
     flops_per_token_row = 4 * head_dim                         # QK and PV, per query head
     naive = float(plan.seq_lens.sum())
+    chunks = -(-plan.block_tables.shape[1] // DEFAULT_CHUNK_BLOCKS)
     t_default = (naive * per_token / c.bandwidth + naive * heads * flops_per_token_row / c.gemv_rate
-                 + OPS_DEFAULT * c.overhead)
+                 + (OPS_DEFAULT + OPS_DEFAULT_CHUNK * chunks) * c.overhead)
     rows = (plan.piece_q1 - plan.piece_q0).astype(np.float64)
     toks = plan.piece_tokens.astype(np.float64)
     sh = plan.piece_shared
     flops_sh = float((toks[sh] * rows[sh]).sum()) * heads * flops_per_token_row
     flops_pr = float((toks[~sh] * rows[~sh]).sum()) * heads * flops_per_token_row
     n_buckets = len({(r if r <= 4 else 1 << (int(r) - 1).bit_length()) for r in rows})
+    ops = OPS_TRITON if executor == "triton" else n_buckets * OPS_PER_BUCKET + OPS_MERGE
     t_shared = (float(toks.sum()) * per_token / c.bandwidth + flops_sh / c.gemm_rate
-                + flops_pr / c.gemv_rate + (n_buckets * OPS_PER_BUCKET + OPS_MERGE) * c.overhead)
+                + flops_pr / c.gemv_rate + ops * c.overhead)
     return {"default_s": t_default, "shared_s": t_shared, "gain": t_default / t_shared}
 
 
 def choose(plan: Plan, heads: int, kv_heads: int, head_dim: int, elem_bytes: int,
-           c: MachineConstants, min_gain: float = MIN_GAIN) -> str:
+           c: MachineConstants, min_gain: float = MIN_GAIN, executor: str = "torch") -> str:
     """'shared' when the plan shares something and the model predicts >= min_gain, else 'default'."""
     if not plan.piece_shared.any():
         return "default"
-    return "shared" if predict(plan, heads, kv_heads, head_dim, elem_bytes, c)["gain"] >= min_gain else "default"
+    gain = predict(plan, heads, kv_heads, head_dim, elem_bytes, c, executor)["gain"]
+    return "shared" if gain >= min_gain else "default"

@@ -182,15 +182,21 @@ def build_plan(block_tables: Any, seq_lens: Any, block_size: int, *, kv_chunk: i
     valid = np.clip(lens[:, None] - pos[None, :] * block_size, 0, block_size)  # [B, W]
     key = np.where(table >= 0, table * (block_size + 1) + valid, -1)
 
-    # 1. depth-first order: lexicographic on the key sequence (lexsort: last key is primary)
-    perm = np.lexsort(key.T[::-1]) if W else np.arange(B)
+    # 1. depth-first order: lexicographic on the key sequence. Rows as big-endian unsigned bytes
+    # compare like the integer sequences, so one argsort of opaque rows (memcmp) replaces a
+    # W-pass lexsort.
+    if W:
+        be = np.ascontiguousarray((key + 1).astype(">u8"))
+        perm = np.argsort(be.view(np.dtype((np.void, 8 * W))).ravel(), kind="stable")
+    else:
+        perm = np.arange(B)
     skey, sval, stab = key[perm], valid[perm], table[perm]
     snb = nb[perm]
 
     # 2. LCP of neighbours, in blocks
     if B > 1:
-        eq = (skey[1:] == skey[:-1]) & (skey[1:] >= 0)
-        lcp = np.cumprod(eq, axis=1).sum(axis=1)
+        ne = (skey[1:] != skey[:-1]) | (skey[1:] < 0)
+        lcp = np.where(ne.any(axis=1), ne.argmax(axis=1), W).astype(np.int64)
     else:
         lcp = np.zeros(0, dtype=np.int64)
     intervals = _lcp_intervals(lcp)
@@ -244,10 +250,11 @@ def build_plan(block_tables: Any, seq_lens: Any, block_size: int, *, kv_chunk: i
         pcnt.append(counts)
         pshared.append(np.ones(n_chunks, dtype=bool))
     private = (pos[None, :] < snb[:, None]) & ~owned
-    r_idx, c_idx = np.nonzero(private)  # row-major: per request, in block order
+    flat = np.flatnonzero(private)      # row-major: per request, in block order
+    r_idx, c_idx = flat // max(W, 1), flat % max(W, 1)
     if len(r_idx):
-        rank = np.arange(len(r_idx)) - np.repeat(np.cumsum(private.sum(1)) - private.sum(1),
-                                                 private.sum(1))
+        per_row = private.sum(1)
+        rank = np.arange(len(r_idx)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
         chunk_of = rank // chunk_blocks
         # a new piece starts at each (row, chunk) change
         starts = np.flatnonzero(np.concatenate([[True], (r_idx[1:] != r_idx[:-1]) |
@@ -255,7 +262,7 @@ def build_plan(block_tables: Any, seq_lens: Any, block_size: int, *, kv_chunk: i
         counts = np.diff(np.concatenate([starts, [len(r_idx)]]))
         pq0.append(r_idx[starts])
         pq1.append(r_idx[starts] + 1)
-        pblk.append(stab[r_idx, c_idx])
+        pblk.append(stab.ravel()[flat])
         pcnt.append(counts)
         pshared.append(np.zeros(len(starts), dtype=bool))
     piece_q0 = np.concatenate(pq0).astype(np.int64)
@@ -272,7 +279,7 @@ def build_plan(block_tables: Any, seq_lens: Any, block_size: int, *, kv_chunk: i
     sh_pos = np.concatenate([np.arange(node_b0[k], node_b1[k]) for k in np.flatnonzero(node_shared)]
                             ) if node_shared.any() else np.zeros(0, dtype=np.int64)
     blk_valid[sh_mask] = sval[first_row[sh_mask], sh_pos]
-    blk_valid[~sh_mask] = sval[r_idx, c_idx]
+    blk_valid[~sh_mask] = sval.ravel()[flat]
     piece_tokens = np.add.reduceat(blk_valid, piece_block_ptr[:-1]) if P else np.zeros(0, np.int64)
     steps = np.diff(piece_blocks) == 1
     not_step = np.concatenate([~steps, [True]]).astype(np.int64)

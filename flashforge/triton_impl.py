@@ -5,7 +5,8 @@ power of two >= 16), streams the piece's paged KV in BLOCK_N-token tiles through
 keeps an fp32 online softmax and writes each row's normalised o and natural-log lse to its slot.
 Kernel B reduces every request's slots (the plan's CSR) in one launch, replacing CoDec's stage-2
 and per-depth stage-3 merges. Loads are upcast to fp32 at once (the interpreter's bf16 is wrong
-otherwise); all tl.dot tiles are >= 16 so the same code compiles for a GPU.
+otherwise); on a GPU fp16/bf16 inputs go to the tensor cores as they are (fp32 accumulation and
+softmax statistics). All tl.dot tiles are >= 16 so the same code compiles for a GPU.
 
 Without CUDA this module switches Triton to its interpreter (TRITON_INTERPRET=1) before the
 kernels are defined, so they run on CPU tensors with NumPy (slow; for testing).
@@ -31,7 +32,7 @@ def _piece_kernel(Q, K, V, O, LSE, task_piece, task_r0, task_rows, piece_q0, pie
                   stride_qb, stride_qh, stride_kb, stride_kt, stride_kh, stride_vb, stride_vt, stride_vh,
                   stride_os, stride_oh, stride_ls,
                   G: tl.constexpr, D: tl.constexpr, BS: tl.constexpr, ROWS: tl.constexpr,
-                  BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
+                  BLOCK_N: tl.constexpr, PRECISION: tl.constexpr, LOWP_DOT: tl.constexpr):
     t = tl.program_id(0)
     kvh = tl.program_id(1)
     p = tl.load(task_piece + t)
@@ -49,7 +50,9 @@ def _piece_kernel(Q, K, V, O, LSE, task_piece, task_r0, task_rows, piece_q0, pie
     req = tl.load(perm + r0 + rid, mask=row_ok, other=0)
     offs_d = tl.arange(0, D)
     q = tl.load(Q + req[:, None] * stride_qb + head[:, None] * stride_qh + offs_d[None, :],
-                mask=row_ok[:, None], other=0.0).to(tl.float32)
+                mask=row_ok[:, None], other=0.0)
+    if not LOWP_DOT:
+        q = q.to(tl.float32)
 
     m_i = tl.zeros([ROWS], dtype=tl.float32) - float("inf")
     l_i = tl.zeros([ROWS], dtype=tl.float32)
@@ -60,16 +63,22 @@ def _piece_kernel(Q, K, V, O, LSE, task_piece, task_r0, task_rows, piece_q0, pie
         blk = tl.load(piece_blocks + bptr + offs_n // BS, mask=n_ok, other=0).to(tl.int64)
         tok = offs_n % BS
         k = tl.load(K + blk[None, :] * stride_kb + tok[None, :] * stride_kt + kvh * stride_kh + offs_d[:, None],
-                    mask=n_ok[None, :], other=0.0).to(tl.float32)           # [D, BLOCK_N]
-        s = tl.dot(q, k, input_precision=PRECISION) * scale
+                    mask=n_ok[None, :], other=0.0)                          # [D, BLOCK_N]
+        if LOWP_DOT:
+            s = tl.dot(q, k) * scale                   # fp16/bf16 tensor cores, fp32 accumulate
+        else:
+            s = tl.dot(q, k.to(tl.float32), input_precision=PRECISION) * scale
         s = tl.where(n_ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.exp(m_i - m_new)
         pr = tl.exp(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(pr, 1)
         v = tl.load(V + blk[:, None] * stride_vb + tok[:, None] * stride_vt + kvh * stride_vh + offs_d[None, :],
-                    mask=n_ok[:, None], other=0.0).to(tl.float32)           # [BLOCK_N, D]
-        acc = acc * alpha[:, None] + tl.dot(pr, v, input_precision=PRECISION)
+                    mask=n_ok[:, None], other=0.0)                          # [BLOCK_N, D]
+        if LOWP_DOT:
+            acc = acc * alpha[:, None] + tl.dot(pr.to(v.dtype), v)
+        else:
+            acc = acc * alpha[:, None] + tl.dot(pr, v.to(tl.float32), input_precision=PRECISION)
         m_i = m_new
     o = acc / l_i[:, None]
     lse = m_i + tl.log(l_i)
@@ -137,7 +146,8 @@ def triton_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         o_slots.stride(0), o_slots.stride(1), lse_slots.stride(0),
-        G=G, D=D, BS=plan.block_size, ROWS=rows, BLOCK_N=block_n, PRECISION=precision)
+        G=G, D=D, BS=plan.block_size, ROWS=rows, BLOCK_N=block_n, PRECISION=precision,
+        LOWP_DOT=bool(q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)))
     out = torch.empty(B, H, D, dtype=q.dtype, device=q.device)
     lse = torch.empty(B, H, dtype=torch.float32, device=q.device)
     _merge_kernel[(B, H)](o_slots, lse_slots, a["req_ptr"], a["req_slots"], out, lse, H,

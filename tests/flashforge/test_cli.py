@@ -15,7 +15,8 @@ runner = CliRunner()
 
 
 def test_check_quick_json():
-    r = runner.invoke(app, ["serve", "flashforge", "check", "--quick", "--no-engine", "--impl", "torch", "--json"])
+    r = runner.invoke(app, ["--device", "cpu", "serve", "flashforge", "check", "--quick", "--no-engine",
+                            "--impl", "torch", "--json"])
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert {row["case"] for row in rows} == {"two-level", "binary-d4", "shuffled-partial", "no-sharing"}
@@ -35,7 +36,7 @@ def test_check_given_trees_and_output_file(tmp_path):
 
 
 def test_bench_quick_one_repeat():
-    r = runner.invoke(app, ["serve", "flashforge", "bench", "--scenario", "2level-b16-p1024", "--scenario",
+    r = runner.invoke(app, ["--device", "cpu", "serve", "flashforge", "bench", "--scenario", "2level-b16-p1024", "--scenario",
                             "no-sharing", "--repeats", "1", "--warmup", "0", "--json"])
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
