@@ -277,7 +277,9 @@ class LocalController:
         if self.store.check(["calib"]):
             c = json.loads(self.store.get("calib"))
             self.profile.alpha, self.profile.beta = c["alpha"], c["beta"]
-        self.profile.rebuild_s = max(float(self.store.get(f"joined/{self.gen}/{r}")) for r in self.members)
+        keys = [f"rebuild/{r}" for r in self.members]
+        if self.store.check(keys):
+            self.profile.rebuild_s = max(float(self.store.get(k)) for k in keys)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _collect_checkpoints(self) -> None:
@@ -353,7 +355,7 @@ class LocalController:
         forced = None if cfg.strategy == "adaptive" else cfg.strategy
         pick = choose(cands, forced)
         if pick is None and forced is not None:
-            pick = choose(cands, "restart")  # the forced strategy is impossible: fall back
+            pick = choose(cands)  # the forced strategy is impossible: fall back to Eq. 8
         if pick is None:
             raise RecoveryImpossible(f"failure of ranks {dead_ranks} at step {step}: no surviving copy and no checkpoint")
         fault_at = [json.loads(self.store.get(f"fault_at/{r}")) for r in dead_ranks if self.store.check([f"fault_at/{r}"])]

@@ -56,8 +56,11 @@ class Worker:
         self.gen = -1
         self.ema_f: dict[int, float] = {}
         self.ema_b: dict[int, float] = {}
-        self.graveyard: list = []  # old groups with stuck work: never destroyed (would block)
+        self.graveyard: list = []
+        self.warm = False  # old groups with stuck work: never destroyed (would block)
         self.pending_ckpt: list = []
+        if cfg.get("ckpt_every"):
+            import torch.distributed.checkpoint  # noqa: F401 - slow first import, not inside a step
         threading.Thread(target=self._heartbeat, args=(port,), daemon=True).start()
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -185,8 +188,13 @@ class Worker:
         if msg.get("calibrate") and len(members) > 1 and self.rank in members[:2]:
             self._calibrate(members)
         self.order = [tuple(op) for op in msg["orders"].get(str(self.rank), [])]
+        if msg.get("calibrate"):  # group build time once everyone is up: the rebuild estimate
+            a = time.perf_counter()
+            self.graveyard.append(self._group("probe", members))
+            self.store.set(f"rebuild/{self.rank}", repr(time.perf_counter() - a))
         self.store.set(f"joined/{self.gen}/{self.rank}", repr(time.perf_counter() - t0))
-        for step in range(msg["start_step"], self.cfg["steps"]):
+        for k, step in enumerate(range(msg["start_step"], self.cfg["steps"])):
+            self.warm = k == 0 and not self.ema_f
             self._step(step)
         import hashlib
 
@@ -323,6 +331,7 @@ class Worker:
                 break
             if self.current_gen() != self.gen:
                 raise Abandon()
+            self._poll_checkpoints()
             time.sleep(0.0005)
         for i in sorted(self.mods):
             params = list(self.mods[i].parameters())
@@ -337,8 +346,11 @@ class Worker:
         self.store.set(f"fault_at/{self.rank}", json.dumps({"t": time.time(), "kind": f.kind, "step": f.step}))
 
     def _ema(self, table: dict, i: int, dt: float, n: int) -> None:
+        """Per-sample EMA; the first step of a generation is warm-up and not recorded."""
+        if self.warm:
+            return
         v = dt / max(n, 1)
-        table[i] = v if i not in table else 0.8 * table[i] + 0.2 * v
+        table[i] = v if i not in table else 0.7 * table[i] + 0.3 * v
 
     def _allreduce(self) -> None:
         B = self.cfg["global_batch"]
