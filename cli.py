@@ -94,7 +94,9 @@ train_app = typer.Typer(help="Training-systems papers.", no_args_is_help=True)
 from papersuite.engine.commands import api as serve_api  # noqa: E402
 
 serve_app.command("api")(serve_api)
-# [glmcot]
+from glmcot.commands import app as glmcot_app  # noqa: E402
+
+serve_app.add_typer(glmcot_app, name="glm")
 from flashforge.commands import app as flashforge_app  # noqa: E402
 from flashforge.registration import register_when_engine_loads  # noqa: E402
 
@@ -105,7 +107,9 @@ register_when_engine_loads()  # ATTENTION_BACKENDS["flashforge"], added when the
 # [specmoeoff]
 from chameleon.commands import app as chameleon_app  # noqa: E402
 train_app.add_typer(chameleon_app, name="chameleon")
-# [odyssey]
+from odyssey.commands import app as odyssey_app  # noqa: E402
+
+train_app.add_typer(odyssey_app, name="odyssey")
 from boasf.commands import tune as boasf_tune  # noqa: E402
 
 app.command("tune")(boasf_tune)
