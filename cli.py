@@ -94,9 +94,7 @@ train_app = typer.Typer(help="Training-systems papers.", no_args_is_help=True)
 from papersuite.engine.commands import api as serve_api  # noqa: E402
 
 serve_app.command("api")(serve_api)
-from glmcot.commands import app as glmcot_app  # noqa: E402
-
-serve_app.add_typer(glmcot_app, name="glm")
+# [glmcot]
 from flashforge.commands import app as flashforge_app  # noqa: E402
 from flashforge.registration import register_when_engine_loads  # noqa: E402
 
