@@ -52,7 +52,7 @@ class CountingBackend:
         self.counter = counter or TokenCounter()
         self.model_name = self.counter.model_name + " (count-only)"
 
-    def force(self, messages: list[dict], completion: str) -> Completion:
+    def force(self, messages: list[dict], completion: str, spans=None) -> Completion:
         p = len(self.counter.encode_chat(messages))
         return Completion(completion, p, len(self.counter.encode_completion(completion)), 0.0, p, 0)
 
@@ -90,7 +90,7 @@ class TransformersForcedBackend:
     def reset(self) -> None:
         self._entries.clear()
 
-    def force(self, messages: list[dict], completion: str) -> Completion:
+    def force(self, messages: list[dict], completion: str, spans=None) -> Completion:
         import torch
         from transformers import DynamicCache
 

@@ -27,6 +27,7 @@ class Call:
     params: SamplingParams
     grammar: tuple[str, Any] | None = None  # ("regex"|"choice"|"json"|"ebnf", spec)
     context: dict[str, Any] = field(default_factory=dict)
+    spans: list[tuple[int, str]] = field(default_factory=list)  # (end char in the last message, tag)
 
 
 @dataclass
@@ -71,7 +72,7 @@ class LiveDriver:
 class ForcedBackend(Protocol):
     model_name: str
 
-    def force(self, messages: list[dict], completion: str) -> Completion:
+    def force(self, messages: list[dict], completion: str, spans: list[tuple[int, str]] | None = None) -> Completion:
         ...
 
 
@@ -99,7 +100,7 @@ class OracleSession:
         self._pair: tuple[str, str] | None = None
 
     def complete(self, call: Call) -> Completion:
-        return self.backend.force(call.messages, self.text_for(call))
+        return self.backend.force(call.messages, self.text_for(call), call.spans)
 
     def text_for(self, call: Call) -> str:
         from glmcot import oracle

@@ -20,17 +20,19 @@ from typing import Any
 from glmcot.drivers import Call
 from glmcot.executor import Executor
 from glmcot.graph import Graph
-from glmcot.prompts import a_messages, c_messages, r_messages
+from glmcot.prompts import A_PREFIX, C_PREFIX, R_PREFIX, a_messages, c_messages, r_messages
 from glmcot.result import QuestionResult
 from papersuite.llm import SamplingParams
 
 LABELS = ("deterministic", "non-deterministic")
-R_SCHEMA = {"anyOf": [
-    {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
-     "additionalProperties": False},
-    {"type": "object", "properties": {"missing": {"type": "string"}}, "required": ["missing"],
-     "additionalProperties": False},
-]}
+_ANSWER = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+           "additionalProperties": False}
+_MISSING = {"type": "object", "properties": {"missing": {"type": "string"}}, "required": ["missing"],
+            "additionalProperties": False}
+R_SCHEMA = {"anyOf": [_ANSWER, _MISSING]}
+# With an empty notebook there is nothing to answer from, and with the last call nothing left to
+# ask for: the grammar then admits only the one key that makes sense.
+R_SCHEMA_EMPTY, R_SCHEMA_FINAL = _MISSING, _ANSWER
 
 
 def parse_label(text: str) -> str | None:
@@ -88,6 +90,11 @@ neigh ::= {neigh}
 '''
 
 
+def _spans(messages: list[dict], prefix_len: int, rest: str) -> list[tuple[int, str]]:
+    """[agent prefix: P0][the rest of the prompt: `rest`] over the last message."""
+    return [(prefix_len, "P0"), (len(messages[-1]["content"]), rest)]
+
+
 class GLM:
     """`run(record, session) -> QuestionResult`."""
 
@@ -101,6 +108,7 @@ class GLM:
         self.use_classifier = use_classifier
         self.constrained = constrained
         self._ebnf = ebnf_grammar(graph)
+        self._a_prefix_len = len(A_PREFIX.format(graph_definition=graph.schema.graph_definition))
 
     def _grammar(self, kind: str, spec: Any):
         return (kind, spec) if self.constrained else None
@@ -111,8 +119,10 @@ class GLM:
         q = record["question"]
         label = "non-deterministic"
         if self.use_classifier:
-            c = session.complete(Call("classify", c_messages(q), SamplingParams(max_tokens=8, stop=("\n",)),
-                                      self._grammar("choice", LABELS), context={}))
+            msgs = c_messages(q)
+            c = session.complete(Call("classify", msgs, SamplingParams(max_tokens=8, stop=("\n",)),
+                                      self._grammar("choice", LABELS), context={},
+                                      spans=_spans(msgs, len(C_PREFIX), "P3")))
             res.add("classify", c)
             label = parse_label(c.text)
             if label is None:
@@ -146,8 +156,11 @@ class GLM:
         return res
 
     def _reason(self, q: str, notebook: list[str], session, res: QuestionResult, must_answer: bool):
-        c = session.complete(Call("reason", r_messages(q, notebook, must_answer), SamplingParams(max_tokens=96),
-                                  self._grammar("json", R_SCHEMA), context={"notebook": list(notebook)}))
+        schema = R_SCHEMA_FINAL if must_answer else (R_SCHEMA if notebook else R_SCHEMA_EMPTY)
+        msgs = r_messages(q, notebook, must_answer)
+        c = session.complete(Call("reason", msgs, SamplingParams(max_tokens=96), self._grammar("json", schema),
+                                  context={"notebook": list(notebook)},
+                                  spans=_spans(msgs, len(R_PREFIX), f"P1:{res.qid}")))
         res.add("reason", c)
         parsed = parse_reason(c.text)
         if parsed is None:
@@ -159,9 +172,10 @@ class GLM:
         """Write and run a snippet, repairing on error; the printout, or None if all failed."""
         code, error = None, None
         for attempt in range(self.max_repairs + 1):
-            c = session.complete(Call("act", a_messages(task, self.graph.schema.graph_definition, code, error),
-                                      SamplingParams(max_tokens=self.code_tokens), self._grammar("ebnf", self._ebnf),
-                                      context={"task": task, "error": error}))
+            msgs = a_messages(task, self.graph.schema.graph_definition, code, error)
+            c = session.complete(Call("act", msgs, SamplingParams(max_tokens=self.code_tokens),
+                                      self._grammar("ebnf", self._ebnf), context={"task": task, "error": error},
+                                      spans=_spans(msgs, self._a_prefix_len, "P3")))
             res.add("act", c)
             if attempt:
                 res.repairs += 1

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from glmcot.drivers import Call
 from glmcot.graph import Graph
-from glmcot.prompts import graphcot_messages, parse_actions, split_args
+from glmcot.prompts import graphcot_messages, graphcot_static, parse_actions, split_args
 from glmcot.result import QuestionResult
 from papersuite.llm import SamplingParams
 
@@ -45,6 +45,11 @@ class GraphCoT:
         self.max_prompt_tokens = max_prompt_tokens
         self.max_tokens = max_tokens
         self.grammar = ("regex", action_regex(graph)) if constrained else None
+        self._static_len = len(graphcot_static(graph.schema.graph_definition, fewshots))
+
+    def spans(self, messages: list[dict], qid: str) -> list[tuple[int, str]]:
+        """P0: instruction, examples, definition; P1: this question and its scratchpad."""
+        return [(self._static_len, "P0"), (len(messages[-1]["content"]), f"P1:{qid}")]
 
     def messages(self, question: str, scratchpad: str) -> list[dict]:
         return graphcot_messages(question, scratchpad, self.graph.schema.graph_definition, self.fewshots)
@@ -58,12 +63,15 @@ class GraphCoT:
         for n in range(1, self.max_steps + 1):
             res.steps = n
             scratchpad += f"Thought {n}:"
-            c = session.complete(Call("thought", self.messages(q, scratchpad), thought_params,
-                                      context={"step": n, "observations": observations}))
+            msgs = self.messages(q, scratchpad)
+            c = session.complete(Call("thought", msgs, thought_params,
+                                      context={"step": n, "observations": observations},
+                                      spans=self.spans(msgs, res.qid)))
             res.add("thought", c)
             scratchpad += " " + c.text.strip().split("\n")[0] + f"\nAction {n}:"
-            c = session.complete(Call("action", self.messages(q, scratchpad), thought_params, self.grammar,
-                                      context={"step": n}))
+            msgs = self.messages(q, scratchpad)
+            c = session.complete(Call("action", msgs, thought_params, self.grammar, context={"step": n},
+                                      spans=self.spans(msgs, res.qid)))
             res.add("action", c)
             action = c.text.strip().split("\n")[0]
             scratchpad += " " + action + "\n"

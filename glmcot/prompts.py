@@ -73,11 +73,15 @@ def default_fewshots() -> str:
     return "\n\n".join(run_trace(graph, retrieve, recs[q]) for q in FEWSHOT_QIDS)
 
 
-def graphcot_messages(question: str, scratchpad: str, graph_definition: str, fewshots: str | None) -> list[dict]:
+def graphcot_static(graph_definition: str, fewshots: str | None) -> str:
+    """The part of Graph-CoT's prompt that every call of every question repeats."""
     examples = (fewshots or "") + "\n(END OF EXAMPLES)\n" if fewshots else "(none)\n(END OF EXAMPLES)\n"
-    user = (GRAPHCOT_INSTRUCTION + examples + f"Definition of the graph: {graph_definition}\n"
-            f"Question: {question} Please answer by providing node main feature (e.g., names) rather than node IDs.\n"
-            + scratchpad)
+    return GRAPHCOT_INSTRUCTION + examples + f"Definition of the graph: {graph_definition}\n"
+
+
+def graphcot_messages(question: str, scratchpad: str, graph_definition: str, fewshots: str | None) -> list[dict]:
+    user = (graphcot_static(graph_definition, fewshots) + f"Question: {question} Please answer by providing node "
+            "main feature (e.g., names) rather than node IDs.\n" + scratchpad)
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 

@@ -26,7 +26,9 @@ class RunConfig:
     system: str = "both"
     driver: str = "oracle"
     llm: str = "smollm2-135m-instruct"
-    backend: str = "forced"  # oracle only: forced (teacher-forced on the model) | count (tokens only)
+    backend: str = "engine"  # oracle only: engine | forced (HF, own prefix cache) | count (tokens only)
+    kv_policy: str = "lru"
+    kv_blocks: int | None = None
     concurrency: int = 1
     max_steps: int = 10
     max_iterations: int = 4
@@ -95,6 +97,13 @@ class Runner:
                 return OracleDriver(CountingBackend(self.counter))
             if cfg.llm.startswith(("http://", "https://")):
                 raise UserError("--driver oracle teacher-forces an in-process model; give --llm NAME|PATH")
+            if cfg.backend == "engine":
+                from glmcot.engine_backend import EngineForcedBackend
+
+                return OracleDriver(EngineForcedBackend(cfg.llm, cfg.device, kv_policy=cfg.kv_policy,
+                                                        num_blocks=cfg.kv_blocks))
+            if cfg.backend != "forced":
+                raise UserError(f"unknown --oracle-backend {cfg.backend!r}; choose engine, forced or count")
             return OracleDriver(TransformersForcedBackend(cfg.llm, cfg.device, counter=None))
         if cfg.llm.startswith(("http://", "https://")):
             from papersuite.llm import OpenAIGenerator
@@ -109,6 +118,9 @@ class Runner:
 
     def close(self) -> None:
         self.executor.close()
+        backend = getattr(self.driver, "backend", None)
+        if hasattr(backend, "close"):
+            backend.close()
 
     def run_one(self, record: dict[str, Any], system: str) -> QuestionResult:
         session = self.driver.session(record, system)
@@ -123,6 +135,9 @@ class Runner:
                 raise
             res = QuestionResult(str(record["qid"]), system, self.driver.name, self.driver.model, halt="error")
             res.trace.append({"role": "error", "error": str(e)})
+        backend = getattr(self.driver, "backend", None)
+        if hasattr(backend, "finish_question"):
+            backend.finish_question(res.qid)
         return res
 
     def run(self, records: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], QuestionResult]]:
