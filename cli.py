@@ -94,7 +94,9 @@ train_app = typer.Typer(help="Training-systems papers.", no_args_is_help=True)
 from papersuite.engine.commands import api as serve_api  # noqa: E402
 
 serve_app.command("api")(serve_api)
-# [glmcot]
+from glmcot.commands import app as glmcot_app  # noqa: E402
+
+serve_app.add_typer(glmcot_app, name="glm")
 from flashforge.commands import app as flashforge_app  # noqa: E402
 from flashforge.registration import register_when_engine_loads  # noqa: E402
 
