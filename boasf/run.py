@@ -157,7 +157,7 @@ def write_artifacts(table, cfg: RunConfig, session, search, test_table, interrup
                                       "shares", "used", "dropped")} for rd in rounds],
         "test_score": test_score, "interrupted": interrupted, "artifacts": arts,
     }
-    if not interrupted or cfg.output != "-":
+    if cfg.output and (not interrupted or cfg.output != "-"):
         write_json(cfg.output, summary) if cfg.output != "-" else print(dumps(summary, indent=2))
     show_table([{k: r[k] for k in ("arm", "trials", "ok", "best", "mean", "ucb", "seconds", "round_dropped")}
                 for r in board], title=f"tune: {cfg.method}, {len(records)} trials")
