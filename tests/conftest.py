@@ -30,3 +30,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> str:
+    """A tiny random-weight Llama folder with SmolLM2's tokenizer (see papersuite.testing)."""
+    from papersuite.testing import make_tiny_folder
+
+    return str(make_tiny_folder(tmp_path_factory.mktemp("tiny-llama")))
