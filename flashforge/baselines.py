@@ -7,6 +7,8 @@
 - `cascade_two_level`: the Hydragen / FlashInfer-cascade decomposition with one shared level:
   each top-level shared node once for its requests (the same grouped GEMM code as FlashForge),
   each request's rest through `default_paged` with LSE, one merge. Only the tree depth differs.
+  On CUDA with Triton, where FlashForge runs its Triton kernel, the cascade runs that same kernel
+  on the depth-1 plan (its rests as per-request pieces), so there too only the depth differs.
 """
 from __future__ import annotations
 
@@ -84,7 +86,7 @@ class TwoLevel:
 def prepare_two_level(block_tables: Any, seq_lens: Any, block_size: int, *, kv_chunk: int = 1024,
                       min_shared_tokens: int = 256, device="cpu") -> TwoLevel:
     """Plan the two-level decomposition (outside the timed region, like FlashForge's plan)."""
-    plan = build_plan(block_tables, seq_lens, block_size, kv_chunk=kv_chunk, q_tile=1 << 30,
+    plan = build_plan(block_tables, seq_lens, block_size, kv_chunk=kv_chunk,
                       min_shared_tokens=min_shared_tokens, max_shared_depth=1)
     table, lens = plan.block_tables, plan.seq_lens
     B, W = table.shape
@@ -111,6 +113,13 @@ def cascade_two_level(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Ten
     scale = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
     tl = prepared or prepare_two_level(block_tables, seq_lens, k_cache.shape[1], device=q.device)
     plan = tl.plan
+    if q.is_cuda:
+        from flashforge.attention import triton_available
+
+        if triton_available():  # FlashForge runs the Triton kernel here: give the cascade the same
+            from flashforge.triton_impl import triton_decode
+
+            return triton_decode(q, k_cache, v_cache, plan, scale)[0]
     key = ("cascade-index", str(q.device))
     if key not in plan.scratch:
         shared_slots = np.flatnonzero(np.repeat(plan.piece_shared, plan.piece_q1 - plan.piece_q0))

@@ -91,12 +91,13 @@ def two_level(B: int, P: int, S: int, block_size: int = 16, **kw) -> Workload:
     return from_tree(f"2level-b{B}-p{P}{suffix}", root, block_size, shape={"B": B, "P": P, "S": S}, **kw)
 
 
-def kary(k: int, depth: int, tokens: int = 1024, block_size: int = 16, **kw) -> Workload:
+def kary(k: int, depth: int, tokens: int = 1024, block_size: int = 16, *, name: str | None = None,
+         **kw) -> Workload:
     """Full k-ary tree of `depth` levels of `tokens`-token nodes; k**(depth-1) requests."""
     def build(level: int) -> Node:
         return (tokens, [] if level == depth else [build(level + 1) for _ in range(k)])
 
-    name = f"binary-d{depth}" if k == 2 else f"kary-k{k}-d{depth}"
+    name = name or f"kary-k{k}-d{depth}"
     B = k ** (depth - 1)
     return from_tree(name, build(1), block_size, shape={"B": B, "P": tokens * (depth - 1), "S": tokens,
                                                         "k": k, "depth": depth}, **kw)
@@ -188,7 +189,7 @@ def scenario(name: str, block_size: int = 16) -> Workload:
         return two_level(int(m[1]), int(m[2]), int(m[3] or 128), block_size)
     m = re.fullmatch(r"binary-d(\d+)", name)
     if m:
-        return kary(2, int(m[1]), block_size=block_size)
+        return kary(2, int(m[1]), block_size=block_size, name=name)
     m = re.fullmatch(r"kary-k(\d+)-d(\d+)", name)
     if m:
         return kary(int(m[1]), int(m[2]), block_size=block_size)

@@ -15,7 +15,7 @@ TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
 
 CASES = {
     "two-level": lambda: two_level(6, 96, 21, 16),
-    "binary": lambda: kary(2, 3, tokens=64),
+    "binary": lambda: kary(2, 3, tokens=64, name="binary-d3"),
     "kary": lambda: kary(3, 3, tokens=32),
     "chain": lambda: chain(3, tokens=48),
     "no-sharing": lambda: no_sharing(4, 50),
