@@ -328,9 +328,18 @@ def create_app(async_engine: AsyncLLMEngine, model_name: str | None = None, api_
 
 def serve(engine, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           model_name: str | None = None, log_level: str = "warning") -> None:
-    """Run the server in the foreground until SIGINT/SIGTERM (which drain first)."""
+    """Run the server in the foreground until SIGINT/SIGTERM (which drain first).
+
+    uvicorn finishes in-flight requests, then re-raises the signal; our no-op handler lets that
+    re-raised SIGTERM end the call normally (exit 0) after the drain.
+    """
+    import signal
+    import threading
+
     import uvicorn
 
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)  # drained already: return normally
     async_engine = AsyncLLMEngine(engine).start()
     uvicorn.run(create_app(async_engine, model_name, api_key), host=host, port=port, log_level=log_level)
 
