@@ -62,6 +62,7 @@ class RunConfig:
     threads: int = 1
     run_dir: str | None = None
     memory_bytes: float = float("inf")
+    deadline_s: float | None = None  # hard bound on the whole run (tests): then kill every worker
 
     def gpt(self) -> GPTConfig:
         return GPTConfig(self.layers, self.d_model, self.heads, self.seq_len, 256, self.dtype)
@@ -185,6 +186,8 @@ class LocalController:
         pending_fail: list[tuple[int, str]] = []
         last_fail_t = None
         while step < cfg.steps:
+            if cfg.deadline_s is not None and time.perf_counter() - t_launch > cfg.deadline_s:
+                raise TimeoutError(f"run exceeded its {cfg.deadline_s:.0f}s deadline at step {step}")
             dead = self._detect()
             if dead:
                 pending_fail = dead
@@ -341,6 +344,7 @@ class LocalController:
             step += 1
         dead_ranks = [r for r, _ in dead]
         spares = [r for r in self.spares if r in self.alive]
+        self._collect_checkpoints()
         ckpt = self._latest_checkpoint()
         step_times = self._step_times()
         t_ff = statistics.median(step_times) if step_times else self.predicted_t_step
