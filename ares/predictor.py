@@ -107,6 +107,14 @@ class Predictor:
     def predict(self, rec: Records) -> np.ndarray:
         raise TypeError
 
+    def predict_online(self, h0: np.ndarray, h: np.ndarray, hmean: np.ndarray, t: np.ndarray,
+                       prompts: list[str]) -> np.ndarray:
+        """Remaining length of running requests from what a serving hook holds (one row each)."""
+        n = len(t)
+        rec = Records(h, hmean, np.asarray(t), np.zeros(n, dtype=np.int64), np.arange(n),
+                      [{"prompt": p, "output_tokens": 0} for p in prompts], {})
+        return self.predict(rec)
+
     @property
     def n_params(self) -> int:
         return 0
@@ -157,6 +165,9 @@ class _PromptLengthPredictor(Predictor):
     def _prompt_rows(self, rec: Records) -> tuple[list[int], np.ndarray]:
         reqs = sorted(set(rec.req.tolist()))
         return reqs, np.array([rec.requests[q]["output_tokens"] for q in reqs], dtype=np.float32)
+
+    def predict_online(self, h0, h, hmean, t, prompts):
+        return np.maximum(1.0, np.asarray(self._predict_lengths(list(prompts), None, None)) - np.asarray(t))
 
     def predict(self, rec):
         reqs = sorted(set(rec.req.tolist()))
@@ -244,9 +255,13 @@ class PromptBucketPredictor(Predictor):
 
     def predict(self, rec):
         self._check_hidden(rec)
-        h0 = _prompt_end_states(rec)
-        bucket = self.clf_.predict(self.scaler_(h0))
-        return np.maximum(1.0, self.medians_[bucket] - rec.t)
+        return self._from_h0(_prompt_end_states(rec), rec.t)
+
+    def _from_h0(self, h0, t):
+        return np.maximum(1.0, self.medians_[self.clf_.predict(self.scaler_(h0))] - t)
+
+    def predict_online(self, h0, h, hmean, t, prompts):
+        return self._from_h0(h0, np.asarray(t))
 
     @property
     def n_params(self):
@@ -284,6 +299,9 @@ class AresLiteralPredictor(Predictor):
     def predict(self, rec):
         self._check_hidden(rec)
         return self.predict_from(rec.h)
+
+    def predict_online(self, h0, h, hmean, t, prompts):
+        return self.predict_from(h)
 
     @property
     def n_params(self):
@@ -332,6 +350,9 @@ class AresPredictor(Predictor):
     def predict(self, rec):
         self._check_hidden(rec)
         return self.predict_from(_prompt_end_states(rec), rec.h, rec.hmean, rec.t.astype(np.float32))
+
+    def predict_online(self, h0, h, hmean, t, prompts):
+        return self.predict_from(h0, h, hmean, np.asarray(t, dtype=np.float32))
 
     @property
     def n_params(self):
