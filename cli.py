@@ -97,12 +97,14 @@ serve_app.command("api")(serve_api)
 from glmcot.commands import app as glmcot_app  # noqa: E402
 
 serve_app.add_typer(glmcot_app, name="glm")
+__import__("glmcot.policy").policy.register()  # KV policy "graphcot" for serve api
 from flashforge.commands import app as flashforge_app  # noqa: E402
 from flashforge.registration import register_when_engine_loads  # noqa: E402
 
 serve_app.add_typer(flashforge_app, name="flashforge")
 register_when_engine_loads()  # ATTENTION_BACKENDS["flashforge"], added when the engine is imported
-# [ares]
+from ares.commands import app as ares_app  # noqa: E402
+serve_app.add_typer(ares_app, name="ares")
 # [echo]
 # [specmoeoff]
 from chameleon.commands import app as chameleon_app  # noqa: E402
