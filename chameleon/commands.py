@@ -47,10 +47,23 @@ OUT = typer.Option(None, "-o", "--output", help="Write the JSON result here.")
 JSON_OUT = typer.Option(False, "--json", help="Print the JSON result on stdout.")
 
 
+def parse_step_len(text: str | None) -> tuple[int, int] | None:
+    """`STEP:LEN` -> (step, len); a malformed value is a UserError naming the flag."""
+    if text is None or text == "":
+        return None
+    try:
+        step, length = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise UserError(f"--seq-len-at {text!r}: expected STEP:LEN, e.g. 10:256") from None
+    if step < 0 or length < 2:
+        raise UserError(f"--seq-len-at {text!r}: STEP must be >= 0 and LEN >= 2")
+    return step, length
+
+
 def _workload(model, d_model, layers, heads, seq_len, batch, experts, layerdrop, seq_len_at,
               unfreeze_at, data, seed):
-    from chameleon.workloads import WorkloadConfig, parse_step_len
-
+    """Validate the workload flags (before torch is imported, so bad input fails fast)."""
+    step_len = parse_step_len(seq_len_at)
     if data is not None and data != "-" and not os.path.exists(data):
         raise UserError(f"{data}: no such file (--data)")
     if data == "-":  # read once here, hand the text on as a file the workers can open
@@ -62,9 +75,11 @@ def _workload(model, d_model, layers, heads, seq_len, batch, experts, layerdrop,
             fh.write(text)
     from papersuite.context import options
 
+    from chameleon.workloads import WorkloadConfig
+
     return WorkloadConfig(model=model, d_model=d_model, layers=layers, heads=heads, seq_len=seq_len,
                           batch=batch, experts=experts, layerdrop=layerdrop,
-                          seq_len_at=parse_step_len(seq_len_at), unfreeze_at=unfreeze_at, data=data,
+                          seq_len_at=step_len, unfreeze_at=unfreeze_at, data=data,
                           seed=options().seed if seed is None else seed)
 
 

@@ -9,9 +9,7 @@ memory method see exactly the same batches and the same dropped layers.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -45,19 +43,6 @@ class WorkloadConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def parse_step_len(text: str | None) -> tuple[int, int] | None:
-    """`STEP:LEN` -> (step, len); a malformed value is a UserError naming the flag."""
-    if text is None or text == "":
-        return None
-    try:
-        step, length = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise UserError(f"--seq-len-at {text!r}: expected STEP:LEN, e.g. 10:256") from None
-    if step < 0 or length < 2:
-        raise UserError(f"--seq-len-at {text!r}: STEP must be >= 0 and LEN >= 2")
-    return step, length
 
 
 def load_text(path: str | None) -> str:
@@ -270,15 +255,3 @@ def build(config: WorkloadConfig, device: str = "cpu") -> Workload:
         tokens = torch.tensor(list(text.encode("utf-8")), dtype=torch.long) % config.vocab
         layers = list(model.blocks)
     return Workload(config, model, layers, tokens, device)
-
-
-def config_from_json(text: str) -> WorkloadConfig:
-    raw = json.loads(text)
-    if raw.get("seq_len_at") is not None:
-        raw["seq_len_at"] = tuple(raw["seq_len_at"])
-    return WorkloadConfig(**raw)
-
-
-def data_exists(path: str | None) -> None:
-    if path is not None and path != "-" and not Path(path).exists():
-        raise UserError(f"{path}: no such file (--data)")
