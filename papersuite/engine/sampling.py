@@ -45,8 +45,8 @@ class Sampler:
             if p.temperature == 0:
                 tok = int(row.argmax())
             else:
-                probs = filter_logits(row, p.temperature, p.top_k, p.top_p).softmax(-1)
-                tok = int(torch.multinomial(probs, 1, generator=seq.generator))
+                probs = filter_logits(row.float(), p.temperature, p.top_k, p.top_p).softmax(-1)
+                tok = int(torch.multinomial(probs.cpu(), 1, generator=seq.generator))  # CPU generator
             if p.logprobs is not None:
                 lp = row.float().log_softmax(-1)
                 top = torch.topk(lp, p.logprobs) if p.logprobs > 0 else None

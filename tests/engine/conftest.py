@@ -2,6 +2,7 @@
 shared across the session, the real SmolLM2 engine and its transformers twin."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -37,6 +38,10 @@ def make_tiny_folder(path, arch: str = "llama", **overrides):
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
+    """A tiny random Llama folder; PAPERSUITE_TEST_TINY_MODEL names a prepared one (GPU box)."""
+    prepared = os.environ.get("PAPERSUITE_TEST_TINY_MODEL")
+    if prepared:
+        return prepared
     return str(make_tiny_folder(tmp_path_factory.mktemp("tiny-llama")))
 
 
