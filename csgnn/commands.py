@@ -36,7 +36,8 @@ Dropout = typer.Option(0.5, "--dropout", help="Dropout before the readout heads.
 Epochs = typer.Option(200, "--epochs", help="Training epochs.")
 Lr = typer.Option(1e-3, "--lr", help="Adam learning rate.")
 BatchSize = typer.Option(32, "--batch-size", help="Graphs per batch.")
-Threads = typer.Option(1, "--threads", help="torch threads (1 is fastest on a busy machine; folds run in sequence).")
+Threads = typer.Option(1, "--threads", help="torch threads per process (1 is fastest on a busy machine).")
+Jobs = typer.Option(1, "--jobs", help="Folds trained in parallel processes (cv, xu).")
 Seed = typer.Option(None, "--seed", help="Seed [default: the global --seed].")
 Output = typer.Option(None, "-o", "--output", help="Write the JSON result here (atomic) instead of stdout.")
 
@@ -100,6 +101,13 @@ def _threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, n))
+
+
+def _device() -> str:
+    from papersuite.context import options
+    from papersuite.device import resolve_device
+
+    return resolve_device(options().device)
 
 
 # -- datasets --------------------------------------------------------------------------------------
@@ -204,7 +212,7 @@ def train(
 
     label_map(gset.graphs)  # a graph without y is an error before any work
     structs, pre = _structures(gset, cfg, workers, _cache(cache_dir, no_cache))
-    est = GraphClassifier(cfg, TrainConfig(epochs, lr, batch_size, _seed(seed)), val_fraction)
+    est = GraphClassifier(cfg, TrainConfig(epochs, lr, batch_size, _seed(seed), _device()), val_fraction)
     with progress(f"training {cfg.model} on {gset.name}", total=epochs) as task:
         est.fit(gset, structs, on_epoch=lambda e: task.advance())
     est.save(output)
@@ -232,7 +240,7 @@ def predict(
     est = GraphClassifier.load(checkpoint)
     gset = data.load(source, data_dir)
     structs, _ = _structures(gset, est.config, workers, _cache(cache_dir, no_cache))
-    probs = est.predict_proba(gset, structs)
+    probs = est.predict_proba(gset, structs, device=_device())
     recs = [{"id": g.id, "pred": est.classes_[int(p.argmax())],
              "probs": {str(c): round(float(q), 6) for c, q in zip(est.classes_, p)}}
             for g, p in zip(gset.graphs, probs)]
@@ -255,7 +263,7 @@ def evaluate(
     dropout: float = Dropout, cycle_len: int = CycleLen, max_cycles: int = MaxCycles,
     complement: bool = Complement, faithful: bool = Faithful, relation_weights: str = RelWeights,
     time_limit: float = TimeLimit, workers: int = Workers, cache_dir: Optional[Path] = CacheDir,
-    no_cache: bool = NoCache, threads: int = Threads, seed: Optional[int] = Seed,
+    no_cache: bool = NoCache, threads: int = Threads, jobs: int = Jobs, seed: Optional[int] = Seed,
     data_dir: Optional[Path] = DataDir, output: Optional[Path] = Output,
 ) -> None:
     """Compare models under one protocol; every model sees the same folds or pairs."""
@@ -306,9 +314,10 @@ def evaluate(
             from csgnn.training import TrainConfig
             from papersuite.progress import progress
 
-            with progress(f"{protocol} {name} on {gset.name}", total=epochs * len(fold_list)) as task:
-                entry.update(evaluate_protocol(gset, structs, cfg, TrainConfig(epochs, lr, batch_size, seed),
-                                               fold_list, protocol, on_epoch=lambda e: task.advance()))
+            tcfg = TrainConfig(epochs, lr, batch_size, seed, _device())
+            with progress(f"{protocol} {name} on {gset.name} (folds)", total=len(fold_list)) as task:
+                entry.update(evaluate_protocol(gset, structs, cfg, tcfg, fold_list, protocol,
+                                               on_fold=task.advance, jobs=jobs))
             rows.append({"model": name, "accuracy": f"{entry['accuracy_mean']:.3f} ± {entry['accuracy_std']:.3f}",
                          "epoch_s": entry["epoch_seconds"], "preprocess_s": pre["seconds"]})
         else:

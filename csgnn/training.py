@@ -11,7 +11,6 @@ The test fold never influences training or selection in `cv`; labels never influ
 """
 from __future__ import annotations
 
-import copy
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ class TrainConfig:
     lr: float = 1e-3
     batch_size: int = 32
     seed: int = 0
+    device: str = "cpu"
 
 
 @dataclass
@@ -54,13 +54,15 @@ def _loader(datas: Sequence, batch_size: int, shuffle: bool, seed: int):
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, datas: Sequence, batch_size: int = 256) -> tuple[float, float]:
+def evaluate(model: torch.nn.Module, datas: Sequence, batch_size: int = 256, device: str = "cpu"
+             ) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of `model` on `datas`."""
     if not datas:
         return float("nan"), float("nan")
     model.eval()
     correct, loss, total = 0, 0.0, 0
     for batch in _loader(datas, batch_size, False, 0):
+        batch = batch.to(device)
         out = model(batch)
         loss += float(torch.nn.functional.cross_entropy(out, batch.y, reduction="sum"))
         correct += int((out.argmax(1) == batch.y).sum())
@@ -69,15 +71,16 @@ def evaluate(model: torch.nn.Module, datas: Sequence, batch_size: int = 256) -> 
 
 
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, datas: Sequence, batch_size: int = 256) -> np.ndarray:
-    model.eval()
-    parts = [torch.softmax(model(b), 1).numpy() for b in _loader(datas, batch_size, False, 0)]
+def predict_proba(model: torch.nn.Module, datas: Sequence, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
+    model.eval().to(device)
+    parts = [torch.softmax(model(b.to(device)), 1).cpu().numpy() for b in _loader(datas, batch_size, False, 0)]
     return np.concatenate(parts, 0) if parts else np.zeros((0, 0))
 
 
 def train_model(model: torch.nn.Module, train: Sequence, val: Sequence, cfg: TrainConfig,
                 test: Sequence = (), on_epoch: Callable[[int], None] | None = None) -> tuple[History, dict]:
     """Train for cfg.epochs; returns the history and the state dict of the selected epoch."""
+    model.to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     loader = _loader(train, cfg.batch_size, True, cfg.seed)
     hist, best_state, best_key = History(), None, None
@@ -88,6 +91,7 @@ def train_model(model: torch.nn.Module, train: Sequence, val: Sequence, cfg: Tra
         for batch in loader:
             if batch.num_graphs < 2 and len(train) > 1:
                 continue  # BatchNorm cannot train on a lone graph; it returns next epoch
+            batch = batch.to(cfg.device)
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(batch), batch.y)
             loss.backward()
@@ -96,18 +100,19 @@ def train_model(model: torch.nn.Module, train: Sequence, val: Sequence, cfg: Tra
         hist.epoch_seconds.append(time.perf_counter() - t0)
         hist.train_loss.append(tot / max(n, 1))
         if val:
-            acc, vloss = evaluate(model, val)
+            acc, vloss = evaluate(model, val, device=cfg.device)
             hist.val_acc.append(acc)
             hist.val_loss.append(vloss)
             key = (-acc, vloss, epoch)
             if best_key is None or key < best_key:
-                best_key, best_state = key, copy.deepcopy(model.state_dict())
+                best_key, best_state = key, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if test:
-            hist.test_acc.append(evaluate(model, test)[0])
+            hist.test_acc.append(evaluate(model, test, device=cfg.device)[0])
         if on_epoch:
             on_epoch(epoch)
     if best_state is None:
-        best_state = copy.deepcopy(model.state_dict())
+        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    model.cpu()
     return hist, best_state
 
 
