@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence as Seq
 
 import numpy as np
+import torch
 
 from papersuite.engine.costmodel import StepCostModel, StepFeatures
 from papersuite.traces import TraceRequest
@@ -134,9 +135,43 @@ class EngineInstance:
         return self.engine.has_unfinished()
 
     def load(self) -> dict:
-        sch, bm = self.engine.scheduler, self.engine.block_manager
-        return {"running": len(sch.running), "waiting": len(sch.waiting), "kv_usage": bm.usage,
-                "tokens": sum(s.num_tokens for s in sch.running + sch.waiting)}
+        return _load(self.engine.scheduler, self.engine.block_manager)
+
+    @property
+    def scheduler(self):
+        return self.engine.scheduler
+
+    @property
+    def block_manager(self):
+        return self.engine.block_manager
+
+    def export_kv(self, seq) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        ids = torch.tensor(seq.block_table, device=self.engine.runner.device)
+        return [(k[ids].clone(), v[ids].clone()) for k, v in self.engine.runner.kv_caches]
+
+    def import_kv(self, seq, kv) -> None:
+        ids = torch.tensor(seq.block_table, device=self.engine.runner.device)
+        for (k, v), (ek, ev) in zip(self.engine.runner.kv_caches, kv):
+            k[ids] = ek
+            v[ids] = ev
+
+    def kv_bytes_per_token(self) -> int:
+        k, _ = self.engine.runner.kv_caches[0]
+        per_layer = k[0, 0].numel() * k.element_size() * 2
+        return per_layer * len(self.engine.runner.kv_caches)
+
+    def adopt(self, seq) -> None:
+        self.engine.requests[seq.request_id] = seq
+
+    def release(self, seq) -> None:
+        self.engine.requests.pop(seq.request_id, None)
+
+
+def _load(sch, bm) -> dict:
+    running = sch.running
+    return {"running": len(running), "waiting": len(sch.waiting), "kv_usage": bm.usage,
+            "tokens": sum(s.num_tokens for s in running + sch.waiting),
+            "kv_tokens": sum(s.num_tokens for s in running), "capacity_tokens": bm.num_blocks * bm.block_size}
 
 
 class SimInstance:
@@ -145,11 +180,12 @@ class SimInstance:
     def __init__(self, cost_model: StepCostModel, num_blocks: int, block_size: int = 16,
                  max_num_batched_tokens: int = 512, max_num_seqs: int = 64, scheduler="fcfs",
                  kv_policy="lru", enable_prefix_caching: bool = True, vocab_size: int = 49152,
-                 seed: int = 0) -> None:
+                 seed: int = 0, bytes_per_token: int = 30 * 2 * 3 * 64 * 4) -> None:
         from papersuite.engine.kv_cache import BlockManager
         from papersuite.engine.scheduler import Scheduler
 
         self.cost_model = cost_model
+        self.bytes_per_token = bytes_per_token
         self.block_manager = BlockManager(num_blocks, block_size, kv_policy, enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, scheduler, max_num_batched_tokens, max_num_seqs)
         self._rng = np.random.default_rng(seed)
@@ -186,9 +222,59 @@ class SimInstance:
         return self.scheduler.has_unfinished()
 
     def load(self) -> dict:
-        sch, bm = self.scheduler, self.block_manager
-        return {"running": len(sch.running), "waiting": len(sch.waiting), "kv_usage": bm.usage,
-                "tokens": sum(s.num_tokens for s in sch.running + sch.waiting)}
+        return _load(self.scheduler, self.block_manager)
+
+    def export_kv(self, seq):
+        return None  # no tensors in the simulator; the copy is charged by its size
+
+    def import_kv(self, seq, kv) -> None:
+        pass
+
+    def kv_bytes_per_token(self) -> int:
+        return self.bytes_per_token
+
+    def adopt(self, seq) -> None:
+        pass
+
+    def release(self, seq) -> None:
+        pass
+
+
+# -- KV migration between instances ------------------------------------------------------------
+
+def can_migrate(seq, dst) -> bool:
+    from papersuite.engine.scheduler import SequenceStatus
+
+    return (seq.status is SequenceStatus.RUNNING and seq.num_computed_tokens == seq.num_tokens - 1
+            and dst.block_manager.num_free_blocks >= dst.block_manager.blocks_needed(seq.num_tokens + 1))
+
+
+def migrate(seq, src, dst) -> int:
+    """Move a decoding request with its KV blocks, tokens and sampling RNG from `src` to `dst`.
+
+    Llumnix-style stop-and-copy between steps: the KV rows of its blocks are copied into freshly
+    allocated blocks at the destination, the source's references are dropped (a shared prefix stays
+    cached there), and the `Sequence` object itself (tokens, generator state, annotations) moves.
+    Returns the bytes copied. The caller checked `can_migrate`.
+    """
+    from papersuite.engine.scheduler import SequenceStatus
+
+    computed = seq.num_computed_tokens
+    kv = src.export_kv(seq)
+    src.scheduler.running.remove(seq)
+    src.block_manager.free(seq)
+    src.release(seq)
+    seq.num_computed_tokens = 0
+    if not dst.block_manager.append_slots(seq, computed):
+        raise RuntimeError("destination ran out of blocks during migration")
+    dst.import_kv(seq, kv)
+    seq.num_computed_tokens = computed
+    dst.block_manager.commit(seq)
+    seq.status = SequenceStatus.RUNNING
+    dst.scheduler.running.append(seq)
+    dst.adopt(seq)
+    seq.annotations["migrations"] = seq.annotations.get("migrations", 0) + 1
+    return computed * src.kv_bytes_per_token()
 
 
 # -- placement ----------------------------------------------------------------------------------
@@ -214,6 +300,12 @@ def least_kv(req, instances) -> int:
 PLACEMENTS: dict[str, Callable[[], Placement]] = {"rr": round_robin, "least-kv": lambda: least_kv}
 
 
+class Rebalancer(Protocol):
+    """Called every `rebalance_every` cluster steps; returns migrations `(seq, src, dst)` to make."""
+
+    def __call__(self, instances: Seq, clocks: list[float]) -> list[tuple]: ...
+
+
 # -- the event loop -----------------------------------------------------------------------------
 
 @dataclass
@@ -224,6 +316,9 @@ class ReplayResult:
     makespan: float
     computed_tokens: int  # tokens run through forward passes (prefill + decode, recomputation included)
     instance_tokens: list[int] = field(default_factory=list)
+    migrations: int = 0
+    migrated_bytes: int = 0
+    outputs: list = field(default_factory=list)  # (request id, output token ids), sorted by id
 
     def metrics(self, slo_ttft: float | Callable[[RequestRecord], float],
                 slo_tpot: float | Callable[[RequestRecord], float]) -> dict:
@@ -233,7 +328,10 @@ class ReplayResult:
 def replay(requests: Seq[TraceRequest], instances: Seq, *, placement: str | Placement = "rr",
            vocab_size: int = 49152, block_tokens: int = 32, seed: int = 0,
            prompt_ids: dict[str, list[int]] | None = None, max_steps: int | None = None,
-           on_step: Callable[[int, StepOutcome, float], None] | None = None) -> ReplayResult:
+           on_step: Callable[[int, StepOutcome, float], None] | None = None,
+           rebalancer: "Rebalancer | None" = None, rebalance_every: int = 16,
+           net_bytes_per_s: float = 2e9, migration_fixed_s: float = 1e-3,
+           params_for: Callable[[TraceRequest], object] | None = None) -> ReplayResult:
     """Replay `requests` (sorted by arrival) over `instances`; returns per-request records.
 
     Output lengths are the trace's (`max_tokens`, EOS ignored when the request says so).
@@ -247,7 +345,8 @@ def replay(requests: Seq[TraceRequest], instances: Seq, *, placement: str | Plac
     records: dict[str, RequestRecord] = {}
     seq_record: dict[int, RequestRecord] = {}
     inst_tokens = [0] * len(instances)
-    steps = preemptions = computed = 0
+    steps = preemptions = computed = migrations = migrated_bytes = 0
+    outputs: list[tuple[str, list[int]]] = []
     nxt = 0
     while True:
         busy = [i for i, inst in enumerate(instances) if inst.has_unfinished()]
@@ -257,7 +356,8 @@ def replay(requests: Seq[TraceRequest], instances: Seq, *, placement: str | Plac
             nxt += 1
             i = place(req, instances)
             ids = (prompt_ids or {}).get(req.id) or synthesize_prompt_ids(req, vocab_size, block_tokens, seed)
-            params = SamplingParams(max_tokens=req.max_tokens, ignore_eos=req.ignore_eos)
+            params = (params_for(req) if params_for else
+                      SamplingParams(max_tokens=req.max_tokens, ignore_eos=req.ignore_eos))
             seq = instances[i].make_sequence(req, ids, params)
             seq.arrival_time = req.arrival
             rec = RequestRecord(req.id, req.arrival, len(ids), i, request_class=req.tags.get("class", "online"))
@@ -287,15 +387,36 @@ def replay(requests: Seq[TraceRequest], instances: Seq, *, placement: str | Plac
             rec.finish = clocks[i]
             rec.output_tokens = seq.num_output_tokens - (1 if seq.finish_reason == "stop" else 0)
             rec.preemptions = seq.num_preemptions
+            outputs.append((rec.id, list(seq.output_token_ids)))
         if on_step is not None:
             on_step(i, out, clocks[i])
+        if rebalancer is not None and steps % rebalance_every == 0:
+            for seq, src, dst in rebalancer(instances, clocks):
+                if not can_migrate(seq, instances[dst]):
+                    continue
+                nbytes = migrate(seq, instances[src], instances[dst])
+                stall = nbytes / net_bytes_per_s + migration_fixed_s
+                # the destination cannot decode the request before its KV has arrived
+                clocks[dst] = max(clocks[dst], clocks[src] + stall)
+                migrations += 1
+                migrated_bytes += nbytes
+                seq_record[id(seq)].instance = dst
         if max_steps is not None and steps >= max_steps:
             break
     recs = [records[r.id] for r in reqs if r.id in records]
-    return ReplayResult(recs, steps, preemptions, max(clocks, default=0.0), computed, inst_tokens)
+    return ReplayResult(recs, steps, preemptions, max(clocks, default=0.0), computed, inst_tokens,
+                        migrations, migrated_bytes, sorted(outputs))
 
 
 # -- metrics ------------------------------------------------------------------------------------
+
+def output_digest(result: ReplayResult) -> str:
+    """sha256 of the sorted request ids and their output token ids: equal digests, equal outputs."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(result.outputs).encode()).hexdigest()
+
 
 def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
@@ -327,6 +448,7 @@ def summarize(result: ReplayResult, slo_ttft, slo_tpot) -> dict:
         "recomputed_tokens": max(0, result.computed_tokens - sum(r.prompt_tokens - r.cached_tokens + r.output_tokens
                                                                  for r in done)),
         "imbalance": float(max(result.instance_tokens) / mean_load) if mean_load else 1.0,
+        "migrations": result.migrations, "migrated_bytes": result.migrated_bytes,
     }
 
 
