@@ -160,6 +160,8 @@ class Chameleon:
             ok = True
         finally:
             if ok:
+                if self.overlap:
+                    torch.cuda.synchronize()
                 seconds = time.perf_counter() - t0
                 self._after_step(phase, matcher, recorder, bwd.op, seconds)
             ex.end_step()
@@ -167,7 +169,7 @@ class Chameleon:
     # -- phases -------------------------------------------------------------------------------
     def _profile(self, recorder, bwd_op: int, seconds: float):
         return build_profile(recorder, self.executor_.handles, self.executor_.matcher.signature,
-                             self.memory.peak(), seconds, bwd_op)
+                             self.memory.peak(), seconds, bwd_op, even=self.overlap)
 
     def _plan(self, profile) -> Policy:
         pol = generate(profile, self.budget_, self.tier.bandwidth, self.overlap, self.margin_,

@@ -88,8 +88,12 @@ class Profile:
 
 
 def build_profile(rec: OpRecorder, handles: list, signature: Signature, peak_fwd_bwd: int,
-                  step_seconds: float, bwd_start: int) -> Profile:
-    """Turn the recorder and the step's handles into a Profile (unswapped memory curve)."""
+                  step_seconds: float, bwd_start: int, even: bool = False) -> Profile:
+    """Turn the recorder and the step's handles into a Profile (unswapped memory curve).
+
+    `even` spreads the step time evenly over the ops (SmartSwap's choice on an accelerator,
+    where the host sees only launch times); on CPU the recorded per-op times are real.
+    """
     n = rec.n_ops
     measured = list(rec.mem)
     delta = [0] * (n + 1)
@@ -112,7 +116,8 @@ def build_profile(rec: OpRecorder, handles: list, signature: Signature, peak_fwd
         if st.kind == "BWD":
             bwd_block_start.setdefault(st.block, i)
     transient = max(0, peak_fwd_bwd - max(measured, default=0))
-    return Profile(list(rec.seconds), mem, cands, bwd_start, bwd_block_start, transient, signature,
+    seconds = [step_seconds / max(n, 1)] * n if even else list(rec.seconds)
+    return Profile(seconds, mem, cands, bwd_start, bwd_block_start, transient, signature,
                    step_seconds)
 
 

@@ -65,15 +65,16 @@ def test_library_api_on_any_model(tmp_path):
     wl = build(TINY)
     cham = Chameleon(wl.model, wl.optimizer, layers=wl.layers, host_dir=str(tmp_path),
                      min_bytes=1024, warmup_steps=1, stable_steps=1)
-    cham.set_budget(1)  # a derived (non-strict) budget: swap everything the policy can
+    cham.set_budget(1)  # unreachable (non-strict): the guard must force swaps in every step
     phases = []
-    for step in range(4):
+    for step in range(5):
         x, y = wl.batch(step)
         with cham.step():
             wl.loss(x, y).backward()
         wl.optimizer.step()
         wl.optimizer.zero_grad()
         phases.append(cham.phase)
-    assert phases[-1] == "STABLE" and cham.regenerations_ >= 2
-    assert any(r.swap_out_bytes for r in cham.reports_)
+    assert phases[:3] == ["SEARCH", "STABLE", "WARMUP"] and cham.regenerations_ >= 2
+    assert cham.phases_.history[0] == "forced swap in STABLE"  # STABLE -> WARMUP on a forced swap
+    assert all(r.swap_out_bytes and r.forced_swaps for r in cham.reports_)
     cham.close()
