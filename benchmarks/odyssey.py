@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
-from papersuite.bench import markdown_table, pin_threads, write_results
+# this script is named like the package: put the repository root first, not benchmarks/
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from papersuite.bench import markdown_table, pin_threads, write_results  # noqa: E402
 
 STRATS = ["restart", "reroute", "replan", "spare", "adaptive"]
 
