@@ -92,6 +92,17 @@ def test_slow_arm_is_killed_at_the_cap_and_no_worker_survives(tmp_path, iris_csv
     assert json.loads((tmp_path / "r.json").read_text())["best"] is None
 
 
+def test_rerun_on_other_data_is_refused(tmp_path, iris_csv):
+    ok = tune(iris_csv, "--budget-trials", 3, "--rounds", 1, "--models", "gnb", "--n-jobs", 1,
+              "--out-dir", tmp_path / "o", "-o", tmp_path / "r.json")
+    assert ok.exit_code == 0, ok.output
+    other = tmp_path / "other.csv"
+    other.write_text(iris_csv.read_text().replace("5.1,", "5.2,", 1))
+    raw = runner.invoke(app, ["tune", str(other), "--budget-trials", "3", "--rounds", "1", "--models", "gnb",
+                              "--out-dir", str(tmp_path / "o")], standalone_mode=False)
+    assert isinstance(raw.exception, UserError) and "other data" in str(raw.exception)
+
+
 def test_journal_storage_and_tpe_random_methods(tmp_path, iris_csv):
     for method in ("tpe", "random"):
         res = tune(iris_csv, "--method", method, "--budget-trials", 8, "--n-jobs", 1, "--storage",
