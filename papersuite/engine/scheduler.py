@@ -104,6 +104,12 @@ class SchedulingPolicy(Protocol):
 
     def select_victim(self, running: list[Sequence]) -> Sequence: ...
 
+    # Optional, looked up with getattr (policies without them behave as before):
+    # `begin_step(scheduler) -> list[Sequence]`: called first in every `schedule()`; may plan the
+    #   step and preempt running sequences itself (`scheduler.preempt(seq)`), returning those.
+    # `cap_tokens(seq, n) -> int`: the most of the `n` tokens the scheduler offers `seq` this step
+    #   that it may compute (0 skips it this step); lets a plan bound chunk sizes (Echo).
+
 
 class FCFSPolicy:
     """First come, first served; the newest arrival is preempted first (vLLM's default)."""
@@ -193,12 +199,17 @@ class Scheduler:
 
     def schedule(self) -> ScheduledBatch:
         bm, budget = self.block_manager, self.max_num_batched_tokens
+        begin = getattr(self.policy, "begin_step", None)
+        cap = getattr(self.policy, "cap_tokens", None)
+        by_policy = list(begin(self)) if begin is not None else []
         scheduled: dict[Sequence, int] = {}
         preempted: list[Sequence] = []
         for seq in self.policy.order_running(self.running):
             if seq.status is not SequenceStatus.RUNNING or budget == 0:
                 continue
             n = min(seq.num_tokens - seq.num_computed_tokens, budget)
+            if cap is not None and (n := min(n, cap(seq, n))) <= 0:
+                continue
             while not bm.append_slots(seq, n):
                 victim = self.policy.select_victim(self.running)
                 self._preempt(victim)
@@ -217,6 +228,10 @@ class Scheduler:
                 if seq.num_preemptions == 0:
                     seq.num_cached_tokens = hits
                 n = min(seq.num_tokens - seq.num_computed_tokens, budget)
+                if cap is not None and (n := min(n, cap(seq, n))) <= 0:
+                    bm.free(seq)
+                    seq.num_computed_tokens = 0
+                    continue
                 if not bm.append_slots(seq, n):
                     bm.free(seq)
                     seq.num_computed_tokens = 0
@@ -228,7 +243,11 @@ class Scheduler:
                 budget -= n
         rows = sorted(scheduled.items(), key=lambda kv: kv[1] != 1)  # stable: decode rows first
         num_decodes = sum(1 for _, n in rows if n == 1)
-        return ScheduledBatch([s for s, _ in rows], [n for _, n in rows], num_decodes, preempted)
+        return ScheduledBatch([s for s, _ in rows], [n for _, n in rows], num_decodes, by_policy + preempted)
+
+    def preempt(self, seq: Sequence) -> None:
+        """Preempt a running sequence by recomputation (for policies' `begin_step`)."""
+        self._preempt(seq)
 
     def _preempt(self, seq: Sequence) -> None:
         self.block_manager.free(seq)
