@@ -46,13 +46,15 @@ class AttentionMetadata:
 
 
 def paged_decode(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_tables: Tensor, seq_lens: Tensor,
-                 scale: float, return_lse: bool = False, chunk_blocks: int = 64):
+                 scale: float, return_lse: bool = False, chunk_blocks: int = 128):
     """One query token per sequence over its paged K/V.
 
     q `[B, H, D]`; caches `[num_blocks, block_size, Hkv, D]` (one layer); block_tables `[B, M]`
     padded with -1 (only as many columns as the longest sequence needs are read); seq_lens `[B]`
     including the new token. Returns `[B, H, D]` in q's dtype (and the log-sum-exp `[B, H]` of the
     scaled scores if `return_lse`, so cascade-style backends can merge partial results).
+    Up to `chunk_blocks` blocks it is one fused SDPA call; longer tables (or `return_lse`) go
+    chunk by chunk with an online softmax, so memory stays bounded by the chunk.
     """
     B, H, D = q.shape
     bs, Hkv = k_cache.shape[1], k_cache.shape[2]
@@ -60,6 +62,16 @@ def paged_decode(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_tables: Tens
     if B == 0:
         out = q.new_empty((0, H, D))
         return (out, q.new_empty((0, H), dtype=torch.float32)) if return_lse else out
+    if not return_lse and block_tables.shape[1] <= chunk_blocks:
+        # one chunk: fused SDPA over the gathered blocks (the GQA group is the query axis)
+        bt = block_tables.long().clamp(min=0)
+        L = bt.shape[1] * bs
+        k = k_cache[bt].view(B, L, Hkv, D).transpose(1, 2)  # [B, Hkv, L, D]
+        v = v_cache[bt].view(B, L, Hkv, D).transpose(1, 2)
+        valid = (torch.arange(L, device=q.device)[None, :] < seq_lens[:, None]).view(B, 1, 1, L)
+        out = F.scaled_dot_product_attention(q.reshape(B, Hkv, G, D), k.to(q.dtype), v.to(q.dtype),
+                                             attn_mask=valid, scale=scale)
+        return out.reshape(B, H, D)
     qh = q.reshape(B, Hkv, G, D).float() * scale
     m = l = acc = None
     for j0 in range(0, block_tables.shape[1], chunk_blocks):
@@ -154,7 +166,7 @@ class PagedAttentionBackend:
 
     name = "paged"
 
-    def __init__(self, chunk_blocks: int = 64) -> None:
+    def __init__(self, chunk_blocks: int = 128) -> None:
         self.chunk_blocks = chunk_blocks
 
     def prepare(self, meta: AttentionMetadata) -> None:

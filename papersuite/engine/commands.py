@@ -43,18 +43,19 @@ def api(
     threads: int = typer.Option(None, "--threads", help="Torch threads (default: all cores)."),
 ) -> None:
     """Serve /v1/completions, /v1/chat/completions (SSE), /v1/models, /health and /metrics."""
+    import importlib
+
     from papersuite.context import options
     from papersuite.device import resolve_device, seed_everything, set_threads
-    from papersuite.engine.attention import ATTENTION_BACKENDS
-    from papersuite.engine.kv_cache import EVICTION_POLICIES
-    from papersuite.engine.scheduler import SCHEDULING_POLICIES
     from papersuite.progress import info
 
-    for flag, value, registry in (("--attention", attention, ATTENTION_BACKENDS),
-                                  ("--kv-policy", kv_policy, EVICTION_POLICIES),
-                                  ("--scheduler", scheduler, SCHEDULING_POLICIES)):
-        if value not in registry:
-            raise UserError(f"unknown {flag} {value!r}; choose one of {', '.join(registry)}")
+    # torch-free registries first, so a typo fails fast; attention.py imports torch
+    for flag, value, module, registry in (("--kv-policy", kv_policy, "kv_cache", "EVICTION_POLICIES"),
+                                          ("--scheduler", scheduler, "scheduler", "SCHEDULING_POLICIES"),
+                                          ("--attention", attention, "attention", "ATTENTION_BACKENDS")):
+        known = getattr(importlib.import_module(f"papersuite.engine.{module}"), registry)
+        if value not in known:
+            raise UserError(f"unknown {flag} {value!r}; choose one of {', '.join(known)}")
     for flag, value in (("--block-size", block_size), ("--kv-cache-mb", kv_cache_mb),
                         ("--max-num-batched-tokens", max_num_batched_tokens), ("--max-num-seqs", max_num_seqs)):
         if value < 1:

@@ -276,7 +276,10 @@ class AsyncLLMEngine:
                 except queue.Empty:
                     break
                 if op == "add":
-                    self.engine.add_sequence(arg)
+                    try:
+                        self.engine.add_sequence(arg)
+                    except ValueError as e:  # e.g. a duplicate request id: fail that request only
+                        self._emit(arg, error=str(e))
                 elif self.engine.abort(arg):
                     self._streams.pop(arg, None)
             if not self.engine.has_unfinished():

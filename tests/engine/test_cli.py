@@ -58,7 +58,7 @@ def test_server_process_serves_and_drains_on_sigterm(tiny_model):
         r = httpx.post(f"http://127.0.0.1:{port}/v1/completions",
                        json={"prompt": "Hi", "max_tokens": 3, "temperature": 0}, timeout=30)
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] >= 1
-        body = {"prompt": "Tell me more", "max_tokens": 24, "ignore_eos": True, "temperature": 0, "stream": True}
+        body = {"prompt": "Tell me more", "max_tokens": 8, "ignore_eos": True, "temperature": 0, "stream": True}
         with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=60) as r:
             lines = r.iter_lines()
             first = next(line for line in lines if line.startswith("data:"))

@@ -19,7 +19,7 @@ PROMPTS = [
 
 @pytest.mark.slow
 def test_greedy_equals_transformers_on_8_prompts(smol_engine, smol_hf):
-    params = SamplingParams(max_tokens=12)
+    params = SamplingParams(max_tokens=8)
     ours = smol_engine.generate(PROMPTS, params)
     ref = smol_hf.generate(PROMPTS, params)
     assert isinstance(smol_engine, TextGenerator)

@@ -75,7 +75,7 @@ def test_smollm2_parity_with_prefix_hit_and_chunks(smol_engine, smol_hf):
     old = eng.scheduler.max_num_batched_tokens
     eng.scheduler.max_num_batched_tokens = 7
     try:
-        seqs, rows = run_capturing(eng, [ids, ids[:20] + ids[:9]])
+        seqs, rows = run_capturing(eng, [ids])
     finally:
         eng.scheduler.max_num_batched_tokens = old
     assert seqs[0].num_cached_tokens >= 32
