@@ -8,6 +8,7 @@ natural-log LSE.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -18,9 +19,10 @@ from flashforge.plan import Plan
 IMPLS = ("auto", "reference", "torch", "triton")
 
 
+@functools.lru_cache(maxsize=1)
 def triton_available() -> bool:
     """True when the triton package imports (on CPU it then runs in its interpreter, which must
-    be chosen before triton is first imported)."""
+    be chosen before triton is first imported). Cached: it is asked on every decode call."""
     if not torch.cuda.is_available():
         os.environ.setdefault("TRITON_INTERPRET", "1")
     try:

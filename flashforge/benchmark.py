@@ -1,6 +1,6 @@
 """One benchmark row: default paged decode, dense SDPA, the two-level cascade and FlashForge on
-the same workload in the same run, timed interleaved (medians), with the ideal byte ratio and the
-roofline cap min(R, ridge * s / 2G) of the machine at hand."""
+the same workload in the same run, timed interleaved (medians, caches flushed before each call),
+with the ideal byte ratio and the roofline cap min(R, ridge * s / 2G) of the machine at hand."""
 from __future__ import annotations
 
 import time
@@ -16,6 +16,33 @@ def roofline_cap(ratio: float, peak_rate: float, bandwidth: float, elem_bytes: i
     ceiling (ridge * s / 2G, ridge = peak / bandwidth in flop/byte)."""
     ridge = peak_rate / bandwidth
     return min(ratio, ridge * elem_bytes / (2 * group))
+
+
+def interleaved_flushed(contenders: dict[str, Any], repeats: int, warmup: int, device: str = "cpu"):
+    """Like `papersuite.bench.interleaved`, but the caches are flushed (an untimed write of a
+    buffer larger than the last-level cache) before each timed call, so a contender does not
+    inherit the KV the previous one left in L2/L3 (on a GPU the 50 MB L2 holds a whole shared
+    prefix; without the flush whoever runs right after FlashForge looked faster)."""
+    import torch
+
+    from papersuite.bench import Timing
+
+    cuda = device.startswith("cuda")
+    flush = torch.empty((64 if cuda else 16) << 20, dtype=torch.int32, device=device)  # 256 / 64 MiB
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for fn in contenders.values():
+        for _ in range(warmup):
+            fn()
+    timings = {name: Timing(name) for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            flush.fill_(1)
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            timings[name].seconds.append(time.perf_counter() - t0)
+    return timings
 
 
 def plan_time_ms(w: Workload, repeats: int = 5) -> float:
@@ -42,7 +69,6 @@ def run_workload(w: Workload, *, dtype: str = "fp32", heads: int = 9, kv_heads: 
     from flashforge.plan import build_plan
     from flashforge.reference import reference_decode
     from flashforge.workloads import make_tensors
-    from papersuite.bench import interleaved
 
     tdt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
     q, k, v = make_tensors(w, heads, kv_heads, head_dim, dtype=tdt, seed=seed, device=device)
@@ -67,8 +93,7 @@ def run_workload(w: Workload, *, dtype: str = "fp32", heads: int = 9, kv_heads: 
         contenders["triton"] = lambda: shared_prefix_decode(q, k, v, plan, impl="triton")
     ref = reference_decode(q, k, v, w.block_tables, w.seq_lens)
     errs = {name: float((fn().double() - ref).abs().max()) for name, fn in contenders.items()}
-    sync = torch.cuda.synchronize if q.is_cuda else None
-    timings = interleaved(contenders, repeats=repeats, warmup=warmup, sync=sync)
+    timings = interleaved_flushed(contenders, repeats, warmup, device=str(q.device))
     ms = {name: t.median * 1e3 for name, t in timings.items()}
     spread = {name: [min(t.seconds) * 1e3, max(t.seconds) * 1e3] for name, t in timings.items()}
     c = cost.constants("cuda" if q.is_cuda else "cpu")
