@@ -354,18 +354,14 @@ def read_brec(path: Path, categories: Iterable[str] | None = None) -> GraphSet:
 
 
 def _expand_categories(categories: Iterable[str] | None) -> set[str]:
+    """BREC category names (Basic, Regular, Strongly_Regular, ...) exactly as in the TSV."""
     if not categories:
         return set()
-    out: set[str] = set()
     known = {c for group in BREC_GROUPS.values() for c in group}
-    for c in categories:
-        if c in BREC_GROUPS:
-            out |= set(BREC_GROUPS[c])
-        elif c in known:
-            out.add(c)
-        else:
-            raise UserError(f"unknown BREC category {c!r}; choose from {', '.join(sorted(known | set(BREC_GROUPS)))}")
-    return out
+    unknown = [c for c in categories if c not in known]
+    if unknown:
+        raise UserError(f"unknown BREC category {unknown[0]!r}; choose from {', '.join(sorted(known))}")
+    return set(categories)
 
 
 def make_csl(relabellings: int = 15, seed: int = 0) -> GraphSet:
