@@ -195,3 +195,101 @@ def predict(prompt: Optional[str] = typer.Argument(None, help="A prompt (or use 
     for text, seq in zip(texts, seqs):
         sys.stdout.write(json.dumps({"prompt": text, "text": seq.text, "output_tokens": seq.num_output_tokens,
                                      "predictions": seq.annotations.get("r_hat_history", [])}) + "\n")
+
+
+def _cost_model(path: Optional[Path], model: str, budget: float):
+    import json as _json
+
+    from papersuite.engine.costmodel import StepCostModel, fitted_cost_model
+
+    if path is not None:
+        if not path.exists():
+            raise UserError(f"{path}: no such cost-model file")
+        try:
+            return StepCostModel.from_dict(_json.loads(path.read_text()))
+        except (ValueError, KeyError):
+            raise UserError(f"{path}: not a cost-model file (intercept_s and coef expected)") from None
+    from papersuite.engine.engine import LLMEngine
+
+    return fitted_cost_model(LLMEngine(model), budget_s=budget)
+
+
+def _slos(cost_model, chunk: int, slo_scale: float, slo_ttft: Optional[float], slo_tpot: Optional[float]):
+    from papersuite.replay import default_slos
+
+    ttft, tpot = default_slos(cost_model, chunk=chunk, scale=slo_scale)
+    return (slo_ttft if slo_ttft is not None else ttft), (slo_tpot if slo_tpot is not None else tpot)
+
+
+def _policy_metrics(result, ttft, tpot) -> dict:
+    m = result.metrics(ttft, tpot)
+    return {"p99_tpot": m["tpot_p99_s"], "mean_tpot": m["tpot_mean_s"], "p99_ttft": m["ttft_p99_s"],
+            "mean_ttft": m["ttft_mean_s"], "slo_attainment": m["slo_attainment"], "migrations": m["migrations"],
+            "preemptions": m["preemptions"], "recomputed_tokens": m["recomputed_tokens"],
+            "imbalance": m["imbalance"], "output_tokens_per_s": m["output_tokens_per_s"]}
+
+
+@app.command()
+def simulate(trace: str = typer.Option("heavy-tail", "--trace", help="azure-conv | azure-code | mooncake-conv | "
+                                       "mooncake-synth | sharegpt | arxiv | heavy-tail | a trace file"),
+             n: int = typer.Option(700, "--n", min=1, help="Requests taken from the trace."),
+             skip: int = typer.Option(0, "--skip", min=0, help="Skip this many requests first (held-out slices)."),
+             instances: int = typer.Option(8, "--instances", help="Simulated decode instances."),
+             kv_tokens: int = typer.Option(6000, "--kv-tokens", min=64, help="KV capacity of one instance, tokens."),
+             rate: Optional[float] = typer.Option(None, "--rate", help="Arrival rate (req/s); default: the trace's."),
+             length_scale: float = typer.Option(4.0, "--length-scale", help="Divide output lengths by S "
+                                                "(prompts by 2S) for a 135M model."),
+             max_output: int = typer.Option(1024, "--max-output", min=1, help="Output cap after scaling."),
+             policy: str = typer.Option("rr,least-kv,llumnix,prompt-only,ares,oracle", "--policy"),
+             goodput: bool = typer.Option(False, "--goodput", help="Also search each policy's goodput."),
+             cost_model_file: Optional[Path] = typer.Option(None, "--cost-model", help="Step-time model JSON "
+                                                            "(default: profile the engine once, cached)."),
+             error_model_file: Optional[Path] = typer.Option(None, "--error-model", help="Measured predictor "
+                                                             "errors (default: the shipped one)."),
+             slo_scale: float = typer.Option(1.0, "--slo-scale", min=0.01),
+             slo_ttft: Optional[float] = typer.Option(None, "--slo-ttft", help="TTFT SLO in seconds."),
+             slo_tpot: Optional[float] = typer.Option(None, "--slo-tpot", help="TPOT SLO in seconds."),
+             model: str = typer.Option("smollm2-135m-instruct", "--model"),
+             out: Optional[Path] = typer.Option(None, "-o", "--out")) -> None:
+    """Cluster-scale replay on simulated instances (the engine's scheduler, cost-model steps)."""
+    from ares import cluster
+    from papersuite import traces as tr
+    from papersuite.context import options
+    from papersuite.io import write_json
+    from papersuite.progress import progress, table
+    from papersuite.replay import goodput as search_goodput
+
+    names = cluster.check_policies([p.strip() for p in policy.split(",") if p.strip()])
+    if instances < 1:
+        raise UserError(f"--instances must be >= 1, got {instances}")
+    if length_scale <= 0:
+        raise UserError(f"--length-scale must be > 0, got {length_scale}")
+    seed = options().seed
+    errors = cluster.load_error_models(names, error_model_file or cluster.ERROR_MODEL)
+    cm = _cost_model(cost_model_file, model, 60.0)
+    reqs = cluster.fit_to_instances(cluster.load_trace(trace, n, skip, seed), kv_tokens, 2 * length_scale,
+                                    length_scale, max_output)
+    base_rate = rate or tr.rate(reqs)
+    reqs = tr.retime(reqs, base_rate)
+    ttft, tpot = _slos(cm, 512, slo_scale, slo_ttft, slo_tpot)
+    results = {}
+    with progress("policies", total=len(names)) as bar:
+        for name in names:
+            run = lambda rs: cluster.simulate_policy(name, rs, instances=instances, kv_tokens=kv_tokens,  # noqa: E731
+                                                     cost_model=cm, error_models=errors, seed=seed)
+            res = _policy_metrics(run(reqs), ttft, tpot)
+            if goodput:
+                att = lambda r: run(tr.retime(reqs, r)).metrics(ttft, tpot)["slo_attainment"]  # noqa: E731
+                res["goodput"] = search_goodput(att, base_rate / 8, base_rate * 8, iters=6)
+            results[name] = res
+            bar.advance()
+    table([{"policy": k, **{m: v[m] for m in ("p99_tpot", "slo_attainment", "migrations", "preemptions")},
+            **({"goodput": v["goodput"]} if goodput else {})} for k, v in results.items()], title=f"simulate {trace}")
+    payload = {"trace": trace, "requests": len(reqs), "instances": instances, "kv_tokens": kv_tokens,
+               "rate": base_rate, "length_scale": length_scale,
+               "slo": {"ttft": "5x unloaded" if slo_ttft is None else slo_ttft,
+                       "tpot": "3x unloaded" if slo_tpot is None else slo_tpot, "scale": slo_scale},
+               "cost_model": cm.to_dict(), "policies": results}
+    if out:
+        write_json(out, payload)
+    print(json.dumps(payload))

@@ -21,7 +21,7 @@ def planted(n_req=160, d=32, every=4, seed=0) -> Records:
                          "output_tokens": L})
         acc = np.zeros(d)
         for t in range(0, L, every):
-            h = direction * (L - t) / 50 + rng.normal(scale=0.05, size=d)
+            h = direction * (L - t) / 50 + rng.normal(scale=0.02, size=d)
             if t:
                 acc += h
             hs.append(h)
