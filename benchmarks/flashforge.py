@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 TWO_LEVEL = [f"2level-b{b}-p{p}" for p in (1024, 4096, 8192) for b in (4, 16, 32, 64)]
 SUITE = TWO_LEVEL + ["2level-b32-p4096-s512", "2level-b16-p8192-s2048"] + \
     [f"binary-d{d}" for d in range(2, 7)] + [f"kary-k{k}-d3" for k in range(2, 6)] + \
-    ["no-sharing", "2level-b4-p64", "mooncake"]
+    [f"fraction-{f}" for f in (0.05, 0.2, 0.5, 0.8)] + ["no-sharing", "2level-b4-p64", "mooncake"]
 QUICK = ["2level-b64-p4096", "2level-b16-p1024", "binary-d5", "no-sharing"]
 
 

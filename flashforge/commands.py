@@ -104,7 +104,7 @@ def bench(
     trees: Optional[str] = typer.Argument(None, help="JSONL batches to time (else the scenarios)."),
     quick: bool = typer.Option(False, "--quick", help=f"The four quick scenarios: {', '.join(QUICK)}."),
     scenario: list[str] = typer.Option([], "--scenario", help="2level-bB-pP[-sS], binary-dD, kary-kK-dD, "
-                                                              "chain-N, no-sharing, identical-bB, mooncake."),
+                                                              "chain-N, no-sharing, identical-bB, fraction-F, mooncake."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16."),
     repeats: int = typer.Option(10, "--repeats", min=1),
     warmup: int = typer.Option(3, "--warmup", min=0),

@@ -103,6 +103,16 @@ def kary(k: int, depth: int, tokens: int = 1024, block_size: int = 16, *, name: 
                                                         "k": k, "depth": depth}, **kw)
 
 
+def shared_fraction(fraction: float, B: int = 16, tokens: int = 8192, block_size: int = 16) -> Workload:
+    """B requests of `tokens` tokens whose first `fraction` (rounded to whole blocks) is shared."""
+    if not 0 <= fraction <= 1:
+        raise UserError(f"shared fraction must be in [0, 1], got {fraction}")
+    P = int(round(fraction * tokens / block_size)) * block_size
+    w = two_level(B, P, tokens - P, block_size) if tokens > P else identical(B, tokens, block_size)
+    w.name = f"fraction-{fraction:g}"
+    return w
+
+
 def chain(n: int = 4, tokens: int = 512, block_size: int = 16, **kw) -> Workload:
     """n requests, each table a prefix of the next (a request mid-way down another's path)."""
     node: Node = (tokens, [])
@@ -181,12 +191,15 @@ def make_tensors(w: Workload, heads: int = 9, kv_heads: int = 3, head_dim: int =
 
 def scenario(name: str, block_size: int = 16) -> Workload:
     """A named benchmark scenario: 2level-bB-pP[-sS], binary-dD, kary-kK-dD, chain-N, no-sharing,
-    no-sharing-bB, identical-bB."""
+    no-sharing-bB, identical-bB, fraction-F (B = 16 x 8192 tokens, the first F shared)."""
     import re
 
     m = re.fullmatch(r"2level-b(\d+)-p(\d+)(?:-s(\d+))?", name)
     if m:
         return two_level(int(m[1]), int(m[2]), int(m[3] or 128), block_size)
+    m = re.fullmatch(r"fraction-([0-9.]+)", name)
+    if m:
+        return shared_fraction(float(m[1]), block_size=block_size)
     m = re.fullmatch(r"binary-d(\d+)", name)
     if m:
         return kary(2, int(m[1]), block_size=block_size, name=name)
@@ -205,4 +218,4 @@ def scenario(name: str, block_size: int = 16) -> Workload:
     if m:
         return identical(int(m[1]), block_size=block_size)
     raise UserError(f"unknown scenario {name!r}; use 2level-bB-pP[-sS], binary-dD, kary-kK-dD, chain-N, "
-                    "no-sharing[-bB], identical-bB, or mooncake")
+                    "no-sharing[-bB], identical-bB, fraction-F, or mooncake")
