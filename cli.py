@@ -105,7 +105,8 @@ serve_app.add_typer(flashforge_app, name="flashforge")
 register_when_engine_loads()  # ATTENTION_BACKENDS["flashforge"], added when the engine is imported
 from ares.commands import app as ares_app  # noqa: E402
 serve_app.add_typer(ares_app, name="ares")
-# [echo]
+from echo.commands import app as echo_app  # noqa: E402
+serve_app.add_typer(echo_app, name="echo")
 # [specmoeoff]
 from chameleon.commands import app as chameleon_app  # noqa: E402
 train_app.add_typer(chameleon_app, name="chameleon")

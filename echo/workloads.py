@@ -92,7 +92,7 @@ def mooncake_batch(n: int = 400, block_tokens: int = 16, prompt_scale: float = 3
     return jobs
 
 
-def docs_qa_batch(n_docs: int = 6, questions: int = 40, doc_tokens: int = 384, question_tokens: int = 24,
+def docs_qa_batch(n_docs: int = 16, questions: int = 24, doc_tokens: int = 384, question_tokens: int = 24,
                   max_output: int = 32, vocab: int = 49152, seed: int = 0) -> list[dict]:
     """Documents x questions: each job = a shared document + its own question, interleaved order."""
     rng = np.random.default_rng([seed, 7])
