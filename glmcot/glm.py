@@ -76,7 +76,10 @@ def answer_from_output(output: str) -> str:
 
 
 def ebnf_grammar(graph: Graph) -> str:
-    """The A-Agent's output language: a few assignments, then one print, over the graph API."""
+    """The A-Agent's output language: a few assignments, then one print, over the graph API.
+
+    Variable names come from a fixed list so that no Python keyword (`def`, `import`) can be one.
+    """
     feats = " | ".join(f'"\\"{f}\\""' for f in graph.schema.feature_names)
     neigh = " | ".join(f'"\\"{n}\\""' for n in graph.schema.neighbour_types)
     return rf'''root ::= (assign "\n"){{0,3}} "print(" expr ")"
@@ -84,7 +87,7 @@ assign ::= var " = " expr
 expr ::= api | var | "len(" expr ")" | "sorted(" expr ")" | "set(" expr ")" | "[NodeFeature(x, " feat ") for x in " expr "]" | "[NodeDegree(x, " neigh ") for x in " expr "]"
 api ::= "RetrieveNode(" str ")" | "NodeFeature(" expr ", " feat ")" | "NeighbourCheck(" expr ", " neigh ")" | "NodeDegree(" expr ", " neigh ")" | "NodeInfo(" expr ")"
 str ::= "\"" [^"\n\\]{{1,150}} "\""
-var ::= [a-z] [a-z0-9]{{0,7}}
+var ::= "a" | "b" | "p" | "q" | "v" | "ids" | "papers" | "authors" | "names" | "counts"
 feat ::= {feats}
 neigh ::= {neigh}
 '''

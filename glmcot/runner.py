@@ -77,7 +77,9 @@ class Runner:
         self.driver = driver or self._make_driver()
         self.executor = Executor(self.graph.source, cfg.schema, retrieve=self.retriever, timeout=cfg.timeout)
         self._lock = threading.Lock()
-        self._in_process = not cfg.llm.startswith(("http://", "https://"))
+        # the engine front and HTTP endpoints take concurrent calls; a transformers model does not
+        self._in_process = not cfg.llm.startswith(("http://", "https://")) and not (
+            cfg.driver == "oracle" and cfg.backend in ("engine", "count"))
         self.systems = {
             "graphcot": GraphCoT(self.graph, self.retriever, self.counter,
                                  None if cfg.zero_shot else default_fewshots(), cfg.max_steps,
@@ -112,9 +114,13 @@ class Runner:
 
             return LiveDriver(OpenAIGenerator(os.environ.get("GLM_MODEL", "default"), base_url=cfg.llm),
                               constrained=False)
-        from glmcot.constrained import ConstrainedGenerator
+        if cfg.backend == "forced":  # transformers' generate instead of the engine
+            from glmcot.constrained import ConstrainedGenerator
 
-        return LiveDriver(ConstrainedGenerator(cfg.llm, cfg.device), constrained=cfg.constrained)
+            return LiveDriver(ConstrainedGenerator(cfg.llm, cfg.device), constrained=cfg.constrained)
+        from glmcot.constrained import EngineGrammarGenerator
+
+        return LiveDriver(EngineGrammarGenerator(cfg.llm, cfg.device, cfg.kv_policy), constrained=cfg.constrained)
 
     def close(self) -> None:
         self.executor.close()
