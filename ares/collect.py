@@ -13,6 +13,7 @@ resumes where it stopped.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -91,8 +92,14 @@ class Records:
 def collect(out_dir: str | Path, prompts: Sequence[str], *, model: str = "smollm2-135m-instruct",
             max_tokens: int = 512, every: int = 4, temperature: float = 0.7, top_p: float = 0.9,
             seed: int = 0, batch_size: int = 16, device: str = "cpu", engine=None,
-            on_batch: Callable[[int, int], None] | None = None) -> Path:
-    """Generate with the engine, record hidden states, write shards; resumes a partial folder."""
+            on_batch: Callable[[int, int], None] | None = None, deadline_s: float | None = None,
+            store_dtype: str = "float32") -> Path:
+    """Generate with the engine, record hidden states, write shards; resumes a partial folder.
+
+    `deadline_s` stops admitting new requests after that many seconds (the running ones finish),
+    so a time-boxed run ends with whole requests; a rerun continues. `store_dtype="float16"`
+    halves the shards (hidden states are cast back to float32 on load).
+    """
     from safetensors.torch import save_file
 
     from papersuite.engine.engine import LLMEngine
@@ -123,18 +130,16 @@ def collect(out_dir: str | Path, prompts: Sequence[str], *, model: str = "smollm
     done = {r["id"] for r in _read_requests(req_path)} if req_path.exists() else set()
     todo = [(f"p{i:05d}", p) for i, p in enumerate(prompts) if f"p{i:05d}" not in done]
     shard = len(list(out.glob("shard-*.safetensors")))
-    for b in range(0, len(todo), batch_size):
-        chunk = todo[b:b + batch_size]
-        seqs = []
-        for rid, prompt in chunk:
-            params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                                    seed=(seed * 1_000_003 + int(rid[1:])) % 2**31)
-            seq = engine.make_sequence([{"role": "user", "content": prompt}], params, request_id=rid)
-            seqs.append(engine.add_sequence(seq))
-        while any(not s.is_finished for s in seqs):
-            engine.step()
+    t_end = time.monotonic() + deadline_s if deadline_s else None
+    store = getattr(torch, store_dtype)
+    pending, running, finished, completed = list(todo), [], [], 0
+
+    def flush() -> None:
+        nonlocal shard, finished
+        if not finished:
+            return
         hs, hms, ts, rs, reqs, lines = [], [], [], [], [], []
-        for (rid, prompt), seq in zip(chunk, seqs):
+        for rid, prompt, seq in finished:
             L = seq.num_output_tokens  # EOS counted: it is a decode step too
             recs = recorder.pop(rid)
             for t, h, hm in recs:
@@ -146,8 +151,9 @@ def collect(out_dir: str | Path, prompts: Sequence[str], *, model: str = "smollm
             lines.append({"id": rid, "prompt": prompt, "output_tokens": L, "capped": seq.finish_reason == "length",
                           "prompt_tokens": seq.num_prompt_tokens, "text": seq.text, "records": len(recs),
                           "token_ids": seq.token_ids})
-        tensors = {"h": torch.stack(hs), "hmean": torch.stack(hms), "t": torch.tensor(ts, dtype=torch.int64),
-                   "r": torch.tensor(rs, dtype=torch.int64), "req": torch.tensor(reqs, dtype=torch.int64)}
+        tensors = {"h": torch.stack(hs).to(store), "hmean": torch.stack(hms).to(store),
+                   "t": torch.tensor(ts, dtype=torch.int64), "r": torch.tensor(rs, dtype=torch.int64),
+                   "req": torch.tensor(reqs, dtype=torch.int64)}
         with atomic_path(out / f"shard-{shard:05d}.safetensors") as tmp:
             save_file(tensors, str(tmp))
         with open(req_path, "a", encoding="utf-8") as fh:  # after the shard: a request is done once listed
@@ -155,8 +161,28 @@ def collect(out_dir: str | Path, prompts: Sequence[str], *, model: str = "smollm
                 fh.write(json.dumps(line) + "\n")
             fh.flush()
         shard += 1
-        if on_batch:
-            on_batch(b + len(chunk), len(todo))
+        finished = []
+
+    # continuous batching: keep `batch_size` requests running, write a shard per `batch_size` finished
+    while pending or running:
+        while pending and len(running) < batch_size and not (t_end and time.monotonic() > t_end):
+            rid, prompt = pending.pop(0)
+            params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                                    seed=(seed * 1_000_003 + int(rid[1:])) % 2**31)
+            seq = engine.make_sequence([{"role": "user", "content": prompt}], params, request_id=rid)
+            running.append((rid, prompt, engine.add_sequence(seq)))
+        if not running:
+            break
+        engine.step()
+        for item in [x for x in running if x[2].is_finished]:
+            running.remove(item)
+            finished.append(item)
+            completed += 1
+            if on_batch:
+                on_batch(completed, len(todo))
+        if len(finished) >= batch_size:
+            flush()
+    flush()
     return out
 
 

@@ -32,6 +32,22 @@ TOPICS = (
     "the Olympic Games", "rainforests", "cryptography", "the piano", "antibiotics",
     "glaciers", "the Renaissance", "bridges", "recycling", "octopuses", "inflation",
     "the solar system", "compilers", "tea ceremonies", "tides", "the Great Wall of China",
+    "submarines", "the violin", "earthquakes", "honey", "the Amazon river", "airplanes", "mathematics",
+    "the Egyptian pyramids", "penguins", "solar panels", "the Cold War", "bread baking", "lighthouses",
+    "the human brain", "hurricanes", "the Moon", "rivers", "clocks", "the telescope", "coral reefs",
+    "libraries", "windmills", "the Vikings", "mushrooms", "deserts", "the printing of money", "trains",
+    "snowflakes", "the alphabet", "castles", "wolves", "the microscope", "batteries", "salt", "maps",
+    "the Industrial Revolution", "elephants", "rainbows", "skyscrapers", "the steam engine", "sharks",
+    "photography", "marathons", "the periodic table", "jellyfish", "operating systems", "poetry",
+    "the ancient Greeks", "whales", "glass making", "the Sahara", "bicycles", "origami cranes",
+    "the Aztecs", "nuclear power", "ballet", "the water cycle", "spiders", "the theory of evolution",
+    "radio", "cheese", "the Himalayas", "sailing", "the Byzantine Empire", "weather forecasting",
+    "robots", "the blues", "fossils", "chocolate", "satellites", "the Mongol Empire", "gardening",
+    "the heart of a star", "typewriters", "owls", "the Panama Canal", "board games", "magnets",
+    "the human skeleton", "calendars", "the Olympics of ancient Greece", "kites", "lightning",
+    "the Great Barrier Reef", "democracy in Athens", "paper", "rockets", "tornadoes", "the cello",
+    "money", "the Arctic", "ants", "vaccination campaigns", "the Silk Road cities", "databases",
+    "the Renaissance painters", "tigers", "fire", "the metric system", "wind energy", "sculpture",
 )
 
 
