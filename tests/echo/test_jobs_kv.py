@@ -99,8 +99,9 @@ def test_preempted_offline_resumes_from_prefix_and_recomputes_only_tail():
     sch.add(a)
     for _ in range(2):
         batch = sch.schedule()
+        samples = batch.samples
         sch.advance(batch)
-        for s, flag in zip(batch.seqs, batch.samples):
+        for s, flag in zip(batch.seqs, samples):
             if flag:
                 s.token_ids.append(11)
     sch.add(b)  # shares a's document: a's blocks get a second queued sharer
