@@ -68,18 +68,7 @@ class BOASF:
 
     # -- the search ------------------------------------------------------------------------------
     def run(self, session: Session) -> "BOASF":
-        self.session_ = session
-        arm_by_name = {a.name: a for a in self.arms}
-        self.studies_ = {}
-        self.records_: list[dict[str, Any]] = []
-        for i, arm in enumerate(self.arms):
-            probe = session.study(arm.name, None)
-            old = session.stored_records(probe)
-            self.records_ += old
-            self.studies_[arm.name] = session.study(arm.name, self._sampler(i, len(probe.trials)))
-        session.records[:0] = self.records_
-        self.records_ = session.records  # one list: finish() appends to it
-
+        arm_by_name = self._open_studies(session, close_running=True)
         st = session.load_state()
         if st is not None:
             session.elapsed_before = float(st.get("elapsed_s", 0.0))
@@ -103,10 +92,108 @@ class BOASF:
         session.save_state(st)
         return self
 
+    def _open_studies(self, session: Session, close_running: bool) -> dict[str, Arm]:
+        self.session_ = session
+        self.studies_ = {}
+        old: list[dict[str, Any]] = []
+        for i, arm in enumerate(self.arms):
+            probe = session.study(arm.name, None)
+            if close_running:
+                old += session.stored_records(probe)
+            self.studies_[arm.name] = session.study(arm.name, self._sampler(i, len(probe.trials)))
+        session.records[:0] = old
+        self.records_ = session.records  # one list: finish() appends to it
+        self._foreign_at, self._foreign_cache = -1e9, []
+        return {a.name: a for a in self.arms}
+
+    def _foreign(self, st: dict, max_age: float = 2.0) -> list[dict[str, Any]]:
+        """Trials of this round ended by other (`--join`) processes, re-read at most every 2 s."""
+        now = time.perf_counter()
+        if now - self._foreign_at < max_age:
+            return self._foreign_cache
+        from optuna.trial import TrialState
+
+        own = {(r["arm"], r["trial"]) for r in self.records_}
+        out = []
+        for a in st["survivors"]:
+            for t in self.studies_[a].get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+                log = t.user_attrs.get("log")
+                if (log and (a, t.number) not in own and log.get("pass") == st["pass"]
+                        and log.get("round") == st["round"]):
+                    out.append(dict(log))
+        self._foreign_at, self._foreign_cache = now, out
+        return out
+
+    def _merge_foreign(self, st: dict) -> None:
+        """At a round's end, adopt the other processes' trials: they count in the UCBs and logs."""
+        self._foreign_at = -1e9
+        self.records_ += self._foreign(st)
+        self._foreign_at = -1e9
+
     def _used(self, st: dict, arm: str | None = None) -> float:
-        recs = [r for r in self.records_ if r.get("pass") == st["pass"] and (arm is None or r["arm"] == arm)
-                and r.get("round") == st["round"]]
+        recs = [r for r in self.records_ + self._foreign(st) if r.get("pass") == st["pass"]
+                and (arm is None or r["arm"] == arm) and r.get("round") == st["round"]]
         return sum(r["duration_s"] for r in recs) if self.budget.seconds else float(len(recs))
+
+    def _pick(self, session: Session, st: dict, arm_by_name: dict[str, Arm]) -> Job | None:
+        """Ask the arm furthest behind its share for a configuration (None: every share is used).
+
+        The authors run arms one after another; under a wall-clock round deadline that starves
+        the last arms, which then end the round without a reward and are dropped.
+        """
+        now = time.perf_counter()
+        alloc = st["alloc"]
+        inflight = session.pool.busy()
+        best, best_frac = None, None
+        for a in st["survivors"]:
+            mine = [j for j in inflight if j.extra["where"]["arm"] == a]
+            pending = (sum(now - j.started for j in mine) if self.budget.seconds else len(mine))
+            used = self._used(st, a) + pending
+            if used < alloc[a] - 1e-9 and (best_frac is None or used / alloc[a] < best_frac):
+                best, best_frac = a, used / alloc[a]
+        if best is None:
+            return None
+        study = self.studies_[best]
+        trial = study.ask()
+        params = arm_by_name[best].suggest(trial)
+        return Job(arm_by_name[best].family, params, tag=(study, trial),
+                   extra={"where": {"arm": best, "family": arm_by_name[best].family, "pass": st["pass"],
+                                    "round": st["round"]}})
+
+    def join(self, session: Session, poll: float = 0.25) -> "BOASF":
+        """Work for a running BOASF controller (`--join`): run trials for the current round's arms
+        within their shares; the controller alone allocates, filters and ends the run."""
+        from papersuite.errors import UserError
+
+        arm_by_name = self._open_studies(session, close_running=False)
+        st = session.load_state()
+        if st is None or st.get("done"):
+            raise UserError(f"nothing to join: no running BOASF study {session.study_name!r} in this storage")
+        self.budget = Budget(st["budget_kind"], st["pass_budget"])  # the controller's units, not ours
+        pool = session.pool
+        try:
+            while True:
+                st = session.load_state()
+                if st is None or st.get("done"):
+                    break
+                job = None
+                if st.get("alloc") is not None and pool.idle() and set(st["survivors"]) <= set(arm_by_name):
+                    t = time.perf_counter()
+                    job = self._pick(session, st, arm_by_name)
+                    if job is not None:
+                        pool.submit(job)
+                        job.extra["ask_s"] = time.perf_counter() - t
+                if job is None:
+                    if pool.busy():
+                        for j, res in pool.wait(poll):
+                            session.finish(j, res)
+                    else:
+                        time.sleep(poll)
+            session.drive(lambda: None, stop_dispatch=lambda: True)  # let running trials end
+        except KeyboardInterrupt:
+            raise
+        self.state_ = st
+        return self
 
     def _pass_used(self, session: Session, st: dict) -> float:
         if self.budget.seconds:
@@ -133,35 +220,18 @@ class BOASF:
                       round_scores=scores, shares=shares)
             session.save_state(st)
         alloc = st["alloc"]
-        where_base = {"pass": st["pass"], "round": r}
         t_round = time.perf_counter() - st.get("round_elapsed", 0.0)
         round_deadline = t_round + st["round_amount"] if self.budget.seconds else None
 
         def next_job() -> Job | None:
-            # The arm furthest behind its share goes next (the authors run arms one after another;
-            # under a wall-clock round deadline that starves the last arms, which then score 0).
-            now = time.perf_counter()
-            inflight = session.pool.busy()
-            best, best_frac = None, None
-            for a in survivors:
-                mine = [j for j in inflight if j.extra["where"]["arm"] == a]
-                pending = (sum(now - j.started for j in mine) if self.budget.seconds else len(mine))
-                used = self._used(st, a) + pending
-                if used < alloc[a] - 1e-9 and (best_frac is None or used / alloc[a] < best_frac):
-                    best, best_frac = a, used / alloc[a]
-            if best is None:
-                return None
-            study = self.studies_[best]
-            trial = study.ask()
-            params = arm_by_name[best].suggest(trial)
-            return Job(arm_by_name[best].family, params, tag=(study, trial),
-                       extra={"where": {"arm": best, "family": arm_by_name[best].family, **where_base}})
+            return self._pick(session, st, arm_by_name)
 
         stop = (lambda: time.perf_counter() >= round_deadline) if self.budget.seconds else (lambda: False)
         try:
             session.drive(next_job, stop_dispatch=stop, deadline=deadline)
         finally:
             st["round_elapsed"] = time.perf_counter() - t_round
+        self._merge_foreign(st)
         after = self.arm_scores(survivors)
         keep_p = {a: 1.0 for a in survivors}
         kept = list(survivors)

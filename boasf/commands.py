@@ -46,6 +46,8 @@ def tune(
     storage: Optional[str] = typer.Option(None, "--storage", help="sqlite:///x.db, postgresql://..., journal:PATH "
                                           "(default: sqlite in --out-dir)."),
     study_name: str = typer.Option("tune", "--study-name", help="Study name prefix in the storage."),
+    join: bool = typer.Option(False, "--join", help="Run trials for a running BOASF study in --storage (same "
+                              "data, seed and options); its first process allocates and filters."),
     test: Optional[str] = typer.Option(None, "--test", help="Held-out CSV scored once by the refitted pick."),
     na_values: Optional[str] = typer.Option(None, "--na-values", help="Extra missing-value tokens, comma-separated."),
     categorical: Optional[str] = typer.Option(None, "--categorical", help="Integer columns to one-hot."),
@@ -102,6 +104,8 @@ def tune(
             raise UserError(f"--budget {budget} is below the minimum {n_rounds * n_arms}s "
                             f"({n_rounds} rounds x {n_arms} arms x 1 s)")
         bud = Budget("seconds", secs)
+    if join and method != "boasf":
+        raise UserError("--join works with --method boasf only")
     cap = trial_timeout if trial_timeout is not None else (min(60.0, bud.amount / 5) if bud.seconds else 60.0)
     if cap <= 0:
         raise UserError("--trial-timeout must be positive")
@@ -125,5 +129,5 @@ def tune(
                     n_jobs=n_jobs or os.cpu_count() or 1, trial_timeout=cap, rounds=rounds, ucb_c=ucb_c,
                     ucb_bonus=ucb_bonus, arm_score=arm_score, temperature=temp, multivariate=multivariate,
                     storage=storage, study_name=study_name, model_format=model_format, out_dir=out_dir,
-                    output=output or "-")
+                    output=output or "-", join=join)
     run_tune(table, cfg, test_table)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from papersuite.errors import UserError
 from papersuite.io import dumps, write_json
 from papersuite.progress import info, table as show_table
 
@@ -41,6 +42,7 @@ class RunConfig:
     out_dir: Path = Path("tune-out")
     output: str | None = "-"
     refit: bool = True
+    join: bool = False
     plot: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -63,8 +65,15 @@ def run_tune(table, cfg: RunConfig, test_table=None) -> dict[str, Any]:
     from boasf.search import Session, open_storage
     from boasf.workers import WorkerPool
 
+    if cfg.join and not cfg.storage:
+        db = cfg.out_dir / "study.db"
+        if not db.exists():
+            raise UserError(f"nothing to join: no {db}; pass the controller's --storage")
+        cfg.storage = f"sqlite:///{db}"
     if cfg.storage:
         storage = open_storage(cfg.storage)  # before any output exists: a bad URL leaves nothing behind
+        if cfg.join:
+            _check_joinable(storage, cfg.study_name)
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
     else:
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,11 +94,38 @@ def run_tune(table, cfg: RunConfig, test_table=None) -> dict[str, Any]:
         session = Session(pool, storage, cfg.study_name, method_name, fingerprint,
                           log_path=cfg.out_dir / "trials.jsonl", on_trial=_progress_line(cfg))
         try:
-            search.run(session)
+            search.join(session) if cfg.join else search.run(session)
         except KeyboardInterrupt:
             interrupted = True
         session.search_end_s = session.clock()
+    if cfg.join:
+        return _join_summary(cfg, session, interrupted)
     summary = write_artifacts(table, cfg, session, search, test_table, interrupted)
+    if interrupted:
+        raise KeyboardInterrupt
+    return summary
+
+
+def _check_joinable(storage, name: str) -> None:
+    """Refuse `--join` unless a BOASF controller is running in this storage (before any output)."""
+    try:
+        sid = storage.get_study_id_from_name(f"{name}/controller")
+        state = storage.get_study_user_attrs(sid).get("boasf")
+    except KeyError:
+        state = None
+    if not state or state.get("done"):
+        raise UserError(f"nothing to join: no running BOASF study {name!r} in this storage")
+
+
+def _join_summary(cfg: RunConfig, session, interrupted: bool) -> dict[str, Any]:
+    """A joining process reports only its own trials; the controller refits and writes artefacts."""
+    mine = session.records  # a joiner loads no earlier trials: these are all its own
+    status = {s: sum(1 for r in mine if r["status"] == s) for s in ("ok", "failed", "timeout")}
+    summary = {"joined": cfg.study_name, "method": cfg.method, "trials": {"total": len(mine), **status},
+               "session_s": round(session.session_seconds(), 3), "interrupted": interrupted,
+               "trials_log": str(cfg.out_dir / "trials.jsonl")}
+    if cfg.output:
+        write_json(cfg.output, summary) if cfg.output != "-" else print(dumps(summary, indent=2))
     if interrupted:
         raise KeyboardInterrupt
     return summary

@@ -164,6 +164,27 @@ def test_sigint_then_rerun_resumes_without_repeating(tmp_path, iris_csv):
     assert len({(r["arm"], json.dumps(r["params"], sort_keys=True)) for r in recs}) == 30
 
 
+@pytest.mark.slow
+def test_join_process_runs_trials_for_the_controller(tmp_path, iris_csv):
+    store = f"journal:{tmp_path / 'j.log'}"
+    common = [str(EXE), "-q", "tune", str(iris_csv), "--n-jobs", "1", "--storage", store]
+    main = subprocess.Popen([*common, "--budget-trials", "60", "--out-dir", str(tmp_path / "a"),
+                             "-o", str(tmp_path / "a.json")], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (tmp_path / "a" / "trials.jsonl").exists():
+        time.sleep(0.05)
+    joiner = subprocess.run([*common, "--join", "--out-dir", str(tmp_path / "b"), "-o", str(tmp_path / "b.json")],
+                            capture_output=True, text=True, timeout=120)
+    _, err = main.communicate(timeout=120)
+    assert main.returncode == 0, err
+    assert joiner.returncode == 0, joiner.stderr
+    mine, theirs = trials(tmp_path / "a"), trials(tmp_path / "b")
+    assert mine and theirs
+    keys = [(r["arm"], r["trial"]) for r in mine + theirs]
+    assert len(keys) == len(set(keys))  # one study, no trial run twice
+    assert json.loads((tmp_path / "b.json").read_text())["trials"]["total"] == len(theirs)
+
+
 # -- bad input: one line, exit 2, nothing written -------------------------------------------------
 
 def _csv(tmp_path, text, name="d.csv"):
@@ -188,6 +209,8 @@ BAD = {
     "budget too small": (lambda t: [_csv(t, "a,b\n1,x\n"), "--budget", "5s"], "minimum 30s"),
     "unknown metric": (lambda t: [_csv(t, "a,b\n1,x\n"), "--metric", "auc"], "unknown --metric"),
     "unknown model": (lambda t: [_csv(t, "a,b\n1,x\n"), "--models", "lr,xgb"], "unknown model(s) xgb"),
+    "join without a run": (lambda t: [_csv(t, "a,b\n" + "".join(f"{i},{'xy'[i % 2]}\n" for i in range(12))),
+                                      "--join", "--storage", f"journal:{t / 'none.log'}"], "nothing to join"),
     "bad storage": (lambda t: [_csv(t, "a,b\n" + "".join(f"{i},{'xy'[i % 2]}\n" for i in range(12))),
                                "--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open --storage"),
 }
