@@ -1,9 +1,11 @@
 """hf-assess benchmark: UCI prognosis vs same-run baselines on identical folds, survival, leakage
 rows, synthetic clips (geometric EF per level), note parser, optional fusion ablation.
 
-    python benchmarks/hfassess.py                 # default (~4-5 min on 2 busy cores)
-    python benchmarks/hfassess.py --fusion        # + synthetic-cohort fusion ablation (slow: MiniLM on CPU)
-Writes benchmarks/results/hfassess/{uci,clips,notes,fusion}.json + .md. Research use only.
+    python benchmarks/hfassess.py                 # default: 3x5 CV (about 5 min on 2 cores)
+    python benchmarks/hfassess.py --repeats 10    # the notes' 10x5 protocol (23 min at load 13-19 here)
+    python benchmarks/hfassess.py --fusion        # + synthetic-cohort fusion ablation (MiniLM on CPU: slow)
+Writes benchmarks/results/hfassess/{uci_RxF,semi_synthetic,clips,notes,fusion}.json + .md.
+The CNN clip benchmark is separate: benchmarks/hfassess_clips.py. Research use only.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def uci(repeats: int, folds: int, seed: int) -> None:
           + "\n\n## paired AUROC difference, hfassess minus baseline\n\n" + markdown_table(paired)
           + "\n\n## survival (`time` as duration)\n\n" + markdown_table(surv)
           + f"\n\nwall time {time.perf_counter() - t0:.0f} s\n")
-    write_results("hfassess", "uci", r, md)
+    write_results("hfassess", f"uci_{repeats}x{folds}", r, md)
     print(md)
 
 
@@ -84,6 +86,27 @@ def notes(n: int, seed: int) -> None:
     print(md)
 
 
+def semi_synthetic(repeats: int, folds: int, seed: int) -> None:
+    """UCI table vs UCI without EF vs UCI with EF replaced by a SYNTHETIC clip's geometric EF."""
+    from hfassess.evaluation import cross_val_oof, paired_auroc_diff, repeated_folds, summarise
+    from hfassess.records import load_data
+    from hfassess.synth_cohort import semi_synthetic_uci
+    from hfassess.tabular import make_lr
+
+    full, semi = load_data("uci-hf"), semi_synthetic_uci(level=1, seed=seed)
+    fl = repeated_folds(full.y, folds, repeats, seed)
+    variants = {"full table": full.X, "no EF": full.X.drop(columns=["ejection_fraction"]),
+                "no EF + clip EF (synthetic clip)": semi.X}
+    oofs = {k: cross_val_oof(lambda: make_lr(seed), X, full.y, fl) for k, X in variants.items()}
+    rows = [{"features (LR)": k, "auroc": summarise(full.y, o, 300, seed)["auroc"]["mean"]} for k, o in oofs.items()]
+    d = paired_auroc_diff(full.y, oofs["no EF + clip EF (synthetic clip)"].proba.mean(0),
+                          oofs["full table"].proba.mean(0), 1000, seed)
+    md = (f"# Semi-synthetic UCI ({repeats}x{folds} CV, LR): clip EF replaces table EF\n\n" + markdown_table(rows)
+          + f"\n\nclip EF minus full table: {d['diff']} (paired 95% CI {d['ci95']})\n")
+    write_results("hfassess", "semi_synthetic", {"rows": rows, "paired_clip_minus_full": d}, md)
+    print(md)
+
+
 def fusion(n: int, seed: int) -> None:
     from hfassess.fusion import run_ablation
 
@@ -98,7 +121,7 @@ def fusion(n: int, seed: int) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--clips", type=int, default=60, help="test clips per level")
     ap.add_argument("--fusion", action="store_true")
@@ -109,5 +132,6 @@ if __name__ == "__main__":
     notes(1000, a.seed)
     clips(a.clips, a.seed)
     uci(a.repeats, a.folds, a.seed)
+    semi_synthetic(a.repeats, a.folds, a.seed)
     if a.fusion:
         fusion(a.fusion_n, a.seed)

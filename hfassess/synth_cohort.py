@@ -94,3 +94,22 @@ def make_cohort(n: int = 1000, seed: int = 0, strength: float = 1.1, prevalence:
                "anaemia": table["anaemia"][i], "medications": random_regimen(rng)}
         notes.append(make_note(rec, rng, non_adherent=bool(non_adh[i]), typo_rate=0.05))
     return Cohort(table, ef, non_adh, notes, y, time, seed, {k: 1 / 3 for k in parts})
+
+
+def semi_synthetic_uci(level: int = 1, seed: int = 0):
+    """UCI with `ejection_fraction` replaced by the calibrated geometric EF of a SYNTHETIC clip
+    rendered at the table's EF (plumbing check: the clip carries no new information).
+
+    The geometric calibration is fitted on separate clips with random EFs, never on UCI rows.
+    """
+    from hfassess.echo import GeometricEF
+    from hfassess.records import Dataset, load_data
+    from hfassess.synth_echo import make_clips
+
+    ds = load_data("uci-hf")
+    calib = make_clips(60, level=level, seed=seed + 7)
+    geo = GeometricEF().fit([c.frames for c in calib], np.array([c.ef for c in calib]))
+    clips = make_clips(len(ds.y), level=level, seed=seed + 11, efs=ds.X["ejection_fraction"].to_numpy())
+    X = ds.X.copy()
+    X["ejection_fraction"] = geo.predict([c.frames for c in clips]).round(1)
+    return Dataset("uci-semi-synthetic", X, ds.y.copy(), ds.duration.copy(), extra={"synthetic_clip_ef": True})
