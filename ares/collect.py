@@ -93,7 +93,7 @@ def collect(out_dir: str | Path, prompts: Sequence[str], *, model: str = "smollm
             max_tokens: int = 512, every: int = 4, temperature: float = 0.7, top_p: float = 0.9,
             seed: int = 0, batch_size: int = 16, device: str = "cpu", engine=None,
             on_batch: Callable[[int, int], None] | None = None, deadline_s: float | None = None,
-            store_dtype: str = "float32") -> Path:
+            store_dtype: str = "float32", dtype: str | None = None, **engine_kwargs) -> Path:
     """Generate with the engine, record hidden states, write shards; resumes a partial folder.
 
     `deadline_s` stops admitting new requests after that many seconds (the running ones finish),
@@ -110,8 +110,8 @@ def collect(out_dir: str | Path, prompts: Sequence[str], *, model: str = "smollm
     out.mkdir(parents=True, exist_ok=True)
     meta_path, req_path = out / "meta.json", out / "requests.jsonl"
     recorder = HiddenStateRecorder(every)
-    engine = engine or LLMEngine(model, device=device, step_hooks=[recorder], seed=seed,
-                                 max_num_seqs=max(batch_size, 1))
+    engine = engine or LLMEngine(model, device=device, step_hooks=[recorder], seed=seed, dtype=dtype,
+                                 max_num_seqs=max(batch_size, 1), **engine_kwargs)
     if engine is not None and recorder not in engine.runner.hooks:
         engine.runner.hooks = [*engine.runner.hooks, recorder]
     meta = {"model": engine.model_name, "hidden_size": int(engine.model.config.hidden_size), "every": every,

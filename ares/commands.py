@@ -293,3 +293,28 @@ def simulate(trace: str = typer.Option("heavy-tail", "--trace", help="azure-conv
     if out:
         write_json(out, payload)
     print(json.dumps(payload))
+
+
+@app.command()
+def profile(budget: float = typer.Option(60.0, "--budget", min=1.0, help="Seconds of profiling at most."),
+            refresh: bool = typer.Option(False, "--refresh", help="Profile again even if cached."),
+            model: str = typer.Option("smollm2-135m-instruct", "--model"),
+            out: Optional[Path] = typer.Option(None, "-o", "--out", help="Also write the model JSON here.")) -> None:
+    """Fit the step-time cost model T = a + b*n_prefill + c*n_decode + d*sum_ctx on this machine (cached)."""
+    import torch
+
+    from papersuite.context import options
+    from papersuite.device import resolve_device
+    from papersuite.engine.costmodel import cache_key, fitted_cost_model
+    from papersuite.engine.engine import LLMEngine
+    from papersuite.io import write_json
+    from papersuite.models import cache_root
+
+    engine = LLMEngine(model, device=resolve_device(options().device))
+    cm = fitted_cost_model(engine, budget_s=budget, seed=options().seed, refresh=refresh)
+    cached = json.loads((cache_root() / "costmodel" / f"{cache_key(engine)}.json").read_text())
+    payload = {**cm.to_dict(), "heldout_mape": cached.get("heldout_mape"), "steps": cached.get("steps"),
+               "threads": torch.get_num_threads(), "model": engine.model_name}
+    if out:
+        write_json(out, payload)
+    print(json.dumps(payload))

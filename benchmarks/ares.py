@@ -40,7 +40,9 @@ def do_collect(args) -> None:
             print(f"collect: {done}/{total} requests, {time.perf_counter() - t0:.0f}s", flush=True)
 
     collect(args.data, prompt_set(args.n, seed=0), max_tokens=args.cap, every=args.every, batch_size=args.batch,
-            device=args.device, deadline_s=args.deadline, store_dtype=args.store, on_batch=on_batch)
+            device=args.device, deadline_s=args.deadline, store_dtype=args.store, on_batch=on_batch,
+            model=args.model, dtype="float32",
+            **({"kv_cache_bytes": 16 * 2**30, "max_num_batched_tokens": 8192} if args.device.startswith("cuda") else {}))
     print(f"collect: done in {time.perf_counter() - t0:.0f}s", flush=True)
 
 
@@ -159,6 +161,7 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=32)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="collect: model name, folder or .gguf")
     ap.add_argument("--deadline", type=float, default=None)
     ap.add_argument("--store", default="float16")
     ap.add_argument("--seeds", default="0,1,2")
