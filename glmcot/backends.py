@@ -52,7 +52,9 @@ class CountingBackend:
         self.counter = counter or TokenCounter()
         self.model_name = self.counter.model_name + " (count-only)"
 
-    def force(self, messages: list[dict], completion: str, spans=None) -> Completion:
+    def force(self, messages: list[dict], completion: str, spans=None, on_text=None) -> Completion:
+        if on_text is not None:
+            on_text(completion)
         p = len(self.counter.encode_chat(messages))
         return Completion(completion, p, len(self.counter.encode_completion(completion)), 0.0, p, 0)
 
@@ -90,7 +92,7 @@ class TransformersForcedBackend:
     def reset(self) -> None:
         self._entries.clear()
 
-    def force(self, messages: list[dict], completion: str, spans=None) -> Completion:
+    def force(self, messages: list[dict], completion: str, spans=None, on_text=None) -> Completion:
         import torch
         from transformers import DynamicCache
 
@@ -115,6 +117,8 @@ class TransformersForcedBackend:
             self.model(input_ids=x, past_key_values=cache, use_cache=True)
             for t in comp[:-1]:  # each step yields the logits of the next forced token
                 self.model(input_ids=torch.tensor([[t]], device=self.device), past_key_values=cache, use_cache=True)
+        if on_text is not None:
+            on_text(completion)
         if self.prefix_caching:
             self._entries.append(_Entry(ids + comp[:-1], cache, time.perf_counter()))
             if len(self._entries) > self.max_entries:

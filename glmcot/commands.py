@@ -101,6 +101,10 @@ def ask(
     no_grammar: bool = typer.Option(False, "--no-grammar", help="Live: decode without grammars (parse and repair)."),
     no_embeddings: bool = typer.Option(False, "--no-embeddings", help="RetrieveNode by exact match only."),
     timeout: float = typer.Option(5.0, "--timeout", help="Executor wall-clock cap per snippet (s)."),
+    no_pipeline: bool = typer.Option(False, "--no-pipeline", help="GLM: run RetrieveNode searches after decoding, "
+                                                                  "not while the code streams."),
+    retrieval_delay_ms: float = typer.Option(0.0, "--retrieval-delay-ms", min=0.0,
+                                             help="Labelled delay added to every RetrieveNode search."),
     limit: int = typer.Option(0, "--limit", help="Only the first N questions (0: all)."),
     trace_dir: Optional[Path] = typer.Option(None, "--trace-dir", help="Write each question's full call trace here."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads."),
@@ -129,7 +133,8 @@ def ask(
                     llm=llm, backend=backend, concurrency=concurrency, max_steps=max_steps,
                     max_iterations=max_iterations, max_prompt_tokens=max_prompt_tokens, zero_shot=zero_shot,
                     timeout=timeout, constrained=not no_grammar, use_classifier=not no_classifier,
-                    embeddings=not no_embeddings, kv_policy=kv_policy, kv_blocks=kv_blocks)
+                    embeddings=not no_embeddings, kv_policy=kv_policy, kv_blocks=kv_blocks,
+                    pipeline=not no_pipeline, retrieval_delay_ms=retrieval_delay_ms)
     cfg.systems()
     runner = Runner(cfg)
     rows = []

@@ -60,10 +60,13 @@ class LiveDriver:
 
     def complete(self, call: Call) -> Completion:
         t0 = time.perf_counter()
+        on_text = call.context.get("on_text")
         if self.constrained and call.grammar is not None:
             g = self.generator.generate_constrained(call.messages, call.params, call.grammar)
         else:
             g = self.generator.generate([call.messages], call.params)[0]
+        if on_text is not None:  # not streamed: the whole completion at once
+            on_text(g.text)
         cached = int(getattr(g, "cached_tokens", 0) or 0)
         return Completion(g.text, g.prompt_tokens, g.completion_tokens, time.perf_counter() - t0,
                           g.prompt_tokens - cached, cached)
@@ -72,7 +75,9 @@ class LiveDriver:
 class ForcedBackend(Protocol):
     model_name: str
 
-    def force(self, messages: list[dict], completion: str, spans: list[tuple[int, str]] | None = None) -> Completion:
+    def force(self, messages: list[dict], completion: str, spans: list[tuple[int, str]] | None = None,
+              on_text=None) -> Completion:
+        """Teacher-force `completion`; call `on_text(text so far)` as it decodes, if streaming."""
         ...
 
 
@@ -100,7 +105,7 @@ class OracleSession:
         self._pair: tuple[str, str] | None = None
 
     def complete(self, call: Call) -> Completion:
-        return self.backend.force(call.messages, self.text_for(call), call.spans)
+        return self.backend.force(call.messages, self.text_for(call), call.spans, call.context.get("on_text"))
 
     def text_for(self, call: Call) -> str:
         from glmcot import oracle

@@ -77,6 +77,7 @@ class EngineForcedBackend:
         self.model_name = self.engine.model_name
         self._inbox: queue.Queue = queue.Queue()
         self._done: dict[str, threading.Event] = {}
+        self._on_text: dict[str, object] = {}
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="glm-engine", daemon=True)
         self._stop = threading.Event()
@@ -96,7 +97,11 @@ class EngineForcedBackend:
                 except queue.Empty:
                     continue
             for seq in self.engine.step():
+                cb = self._on_text.get(seq.request_id)
+                if cb is not None:  # streaming: the text decoded so far
+                    cb(self.engine.decode(seq.output_token_ids))
                 if seq.is_finished:
+                    self._on_text.pop(seq.request_id, None)
                     self._done.pop(seq.request_id).set()
 
     def close(self) -> None:
@@ -104,7 +109,8 @@ class EngineForcedBackend:
         self._thread.join(timeout=5)
 
     # -- requests -------------------------------------------------------------------------------
-    def force(self, messages: list[dict], completion: str, spans: list[tuple[int, str]] | None = None) -> Completion:
+    def force(self, messages: list[dict], completion: str, spans: list[tuple[int, str]] | None = None,
+              on_text=None) -> Completion:
         from papersuite.llm import SamplingParams
 
         tok = self.engine.tokenizer
@@ -115,6 +121,8 @@ class EngineForcedBackend:
         seq = self.engine.make_sequence(None, params, prompt_token_ids=ids, span_tags=tags)
         ev = threading.Event()
         self._done[seq.request_id] = ev
+        if on_text is not None:
+            self._on_text[seq.request_id] = on_text
         t0 = time.perf_counter()
         self._inbox.put(seq)
         ev.wait()

@@ -20,6 +20,7 @@ from typing import Any
 from glmcot.drivers import Call
 from glmcot.executor import Executor
 from glmcot.graph import Graph
+from glmcot.pipeline import RetrievalPipeline
 from glmcot.prompts import A_PREFIX, C_PREFIX, R_PREFIX, a_messages, c_messages, r_messages
 from glmcot.result import QuestionResult
 from papersuite.llm import SamplingParams
@@ -102,7 +103,8 @@ class GLM:
     """`run(record, session) -> QuestionResult`."""
 
     def __init__(self, graph: Graph, executor: Executor, max_iterations: int = 4, max_repairs: int = 2,
-                 code_tokens: int = 192, use_classifier: bool = True, constrained: bool = True):
+                 code_tokens: int = 192, use_classifier: bool = True, constrained: bool = True,
+                 retrieve=None, pipeline: bool = True, retrieval_delay_s: float = 0.0):
         self.graph = graph
         self.executor = executor
         self.max_iterations = max_iterations
@@ -111,6 +113,9 @@ class GLM:
         self.use_classifier = use_classifier
         self.constrained = constrained
         self._ebnf = ebnf_grammar(graph)
+        self.retrieve = retrieve
+        self.pipeline = pipeline
+        self.retrieval_delay_s = retrieval_delay_s
         self._a_prefix_len = len(A_PREFIX.format(graph_definition=graph.schema.graph_definition))
 
     def _grammar(self, kind: str, spec: Any):
@@ -176,14 +181,22 @@ class GLM:
         code, error = None, None
         for attempt in range(self.max_repairs + 1):
             msgs = a_messages(task, self.graph.schema.graph_definition, code, error)
+            pipe = (RetrievalPipeline(self.retrieve, self.retrieval_delay_s, self.pipeline)
+                    if self.retrieve is not None else None)
             c = session.complete(Call("act", msgs, SamplingParams(max_tokens=self.code_tokens),
-                                      self._grammar("ebnf", self._ebnf), context={"task": task, "error": error},
+                                      self._grammar("ebnf", self._ebnf),
+                                      context={"task": task, "error": error,
+                                               "on_text": pipe.on_text if pipe else None},
                                       spans=_spans(msgs, self._a_prefix_len, "P3")))
             res.add("act", c)
             if attempt:
                 res.repairs += 1
             code = extract_code(c.text)
-            out = self.executor.run(code)
+            resolved = pipe.resolve(code) if pipe else None
+            if pipe:
+                res.retrieval_s += pipe.search_s
+                res.retrieval_wait_s += pipe.wait_s
+            out = self.executor.run(code, resolved)
             res.trace.append({"role": "exec", "code": code, **out.as_dict()})
             if out.ok:
                 return out.output

@@ -26,6 +26,8 @@ class QuestionResult:
     repairs: int = 0
     halt: str | None = None  # None (answered) | "steps" | "tokens" | "iterations" | "error"
     latency_s: float = 0.0
+    retrieval_s: float = 0.0  # GLM: time spent in RetrieveNode searches
+    retrieval_wait_s: float = 0.0  # ... of which the executor waited for after decoding
     trace: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, role: str, c: Completion, prompt_text: str | None = None) -> None:
@@ -46,5 +48,6 @@ class QuestionResult:
         d = asdict(self)
         d.pop("trace")
         d["class"] = d.pop("cls")
-        d["latency_s"] = round(d["latency_s"], 4)
+        for k in ("latency_s", "retrieval_s", "retrieval_wait_s"):
+            d[k] = round(d[k], 4)
         return d

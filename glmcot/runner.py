@@ -39,6 +39,8 @@ class RunConfig:
     use_classifier: bool = True
     embeddings: bool = True
     device: str = "cpu"
+    pipeline: bool = True
+    retrieval_delay_ms: float = 0.0
 
     def systems(self) -> tuple[str, ...]:
         if self.system == "both":
@@ -85,7 +87,8 @@ class Runner:
                                  None if cfg.zero_shot else default_fewshots(), cfg.max_steps,
                                  cfg.max_prompt_tokens, constrained=cfg.constrained),
             "glm": GLM(self.graph, self.executor, cfg.max_iterations, use_classifier=cfg.use_classifier,
-                       constrained=cfg.constrained),
+                       constrained=cfg.constrained, retrieve=self.retriever, pipeline=cfg.pipeline,
+                       retrieval_delay_s=cfg.retrieval_delay_ms / 1000.0),
         }
 
     def _make_driver(self):
