@@ -246,3 +246,9 @@ class BOASF:
                              "dropped": [a for a in survivors if a not in kept], "t_end": session.clock()})
         st.update(round=r + 1, survivors=kept, alloc=None)
         session.save_state(st)
+        from papersuite.progress import info
+
+        ok = [x["score"] for x in self.records_ if x["status"] == "ok"]
+        info(f"round {r + 1}/{R}: {len(self.records_)} trials, best {max(ok) if ok else float('nan'):.4f}; "
+             f"kept {', '.join(kept)}" + (f"; dropped {', '.join(a for a in survivors if a not in kept)}"
+                                          if len(kept) < len(survivors) else ""))
