@@ -22,13 +22,12 @@ from papersuite.bench import markdown_table, pin_threads, write_results  # noqa:
 
 
 def uci(repeats: int, folds: int, seed: int) -> None:
-    from hfassess.report import run_evaluation
+    from hfassess.report import fmt_ci, run_evaluation
 
     t0 = time.perf_counter()
     r = run_evaluation("uci-hf", folds=folds, repeats=repeats, n_boot=1000, leaky=True, seed=seed,
                        plots=str(Path(__file__).parent / "results" / "hfassess"))
-    rows = [{"model": k, **{m: f"{v[m]['mean']:.3f} [{v[m]['ci95'][0]:.3f}, {v[m]['ci95'][1]:.3f}]"
-                             for m in ("auroc", "auprc", "brier", "mcc", "calibration_slope")}}
+    rows = [{"model": k, **{m: fmt_ci(v[m]) for m in ("auroc", "auprc", "brier", "mcc", "calibration_slope")}}
             for k, v in r["models"].items()]
     rows.append({"model": "published RF (Chicco & Jurman 2020)", "auroc": "0.800", "mcc": "0.384"})
     lk = r["leakage"]

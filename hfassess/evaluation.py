@@ -109,7 +109,8 @@ def summarise(y: np.ndarray, oof: OOF, n_boot: int = 1000, seed: int = 0) -> dic
     for k in METRICS:
         vals = np.array([d[k] for d in per_rep])
         b = boots[k][np.isfinite(boots[k])]
-        out[k] = {"mean": round(float(np.nanmean(vals)), 4),
+        finite = vals[np.isfinite(vals)]
+        out[k] = {"mean": round(float(finite.mean()), 4) if len(finite) else None,
                   "ci95": [round(float(np.percentile(b, 2.5)), 4), round(float(np.percentile(b, 97.5)), 4)]
                   if len(b) else [None, None]}
     return out

@@ -64,12 +64,18 @@ def run_evaluation(data: str = "uci-hf", *, folds: int = 5, repeats: int = 10, n
     if plots:
         _plots(Path(plots), ds.y, {k: v.proba.mean(0) for k, v in oofs.items()})
         res["plots"] = plots
-    rows = [{"model": k, **{m: f"{v[m]['mean']:.3f} [{v[m]['ci95'][0]:.3f}, {v[m]['ci95'][1]:.3f}]"
-                             for m in ("auroc", "brier", "mcc", "calibration_slope")}}
+    rows = [{"model": k, **{m: fmt_ci(v[m]) for m in ("auroc", "brier", "mcc", "calibration_slope")}}
             for k, v in res["models"].items()]
     table(rows, title=f"hf-assess evaluate on {data} (research use only)")
     res["disclaimer"] = DISCLAIMER
     return res
+
+
+def fmt_ci(stat: dict[str, Any]) -> str:
+    """'0.780 [0.726, 0.838]'; undefined values (e.g. the majority's calibration slope) as 'n/a'."""
+    f = lambda x: "n/a" if x is None or not np.isfinite(x) else f"{x:.3f}"  # noqa: E731
+    lo, hi = stat.get("ci95") or [None, None]
+    return f"{f(stat['mean'])} [{f(lo)}, {f(hi)}]"
 
 
 def _plots(folder: Path, y: np.ndarray, probs: dict[str, np.ndarray]) -> None:
