@@ -264,3 +264,57 @@ def profile(model: str = typer.Option("smollm2-135m-instruct", "--model", help="
     if out:
         write_json(out, payload)
     sys.stdout.write(json.dumps({k: v for k, v in payload.items() if k != "samples"}) + "\n")
+
+
+@app.command()
+def api(offline: str = typer.Option("docs-qa", "--offline", help="OpenAI batch JSONL (or docs-qa | "
+                                    "mooncake-synthetic) run in the idle capacity."),
+        out: Path = typer.Option(Path("echo-results.jsonl"), "-o", "--out", help="Batch output JSONL (appended, "
+                                 "fsynced; a rerun skips done custom_ids)."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
+        port: int = typer.Option(8000, "--port", help="TCP port."),
+        model: str = typer.Option("smollm2-135m-instruct", "--model", help="Registry name or local HF folder."),
+        kv_tokens: int = typer.Option(8192, "--kv-tokens", help="KV capacity, tokens."),
+        jobs: int = typer.Option(300, "--jobs", min=1, help="Offline jobs from a named set."),
+        slo_scale: float = typer.Option(1.0, "--slo-scale", help="Multiply both SLOs (TTFT 5x, TPOT 3x unloaded)."),
+        cost_model: Optional[Path] = typer.Option(None, "--cost-model", help="Step-time model JSON (from `profile`)."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads.")) -> None:
+    """OpenAI-compatible server for online traffic while an offline batch runs in idle capacity."""
+    from echo import cosim
+    from echo.jobs import ResultsWriter
+    from echo.workloads import job_prompt_ids, offline_jobs
+    from papersuite.context import options
+    from papersuite.device import resolve_device, seed_everything, set_threads
+    from papersuite.engine.commands import _check_port
+    from papersuite.progress import info
+
+    cm = _cost_model(cost_model)
+    setup = cosim.Setup(cm, kv_tokens=kv_tokens, slo_scale=slo_scale)
+    batch = offline_jobs(offline, jobs, options().seed)
+    _check_port(host, port)
+    writer = ResultsWriter(out)
+    set_threads(threads)
+    seed_everything(options().seed)
+    import uvicorn
+
+    from echo.server import build_app
+    from papersuite.engine.engine import LLMEngine
+
+    policy, kv, max_seqs = cosim.make_policies("echo", setup, {})
+    try:
+        engine = LLMEngine(model, resolve_device(options().device), scheduler=policy, kv_policy=kv,
+                           num_blocks=setup.num_blocks, max_num_seqs=max_seqs, seed=options().seed)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    tok = engine.tokenizer
+    ids = {j.custom_id: job_prompt_ids(j, tok) for j in batch}
+    too_long = [j.custom_id for j in batch if len(ids[j.custom_id]) + j.max_tokens > engine.max_model_len]
+    if too_long:
+        raise UserError(f"job {too_long[0]!r} is longer than the model's context ({engine.max_model_len} tokens)")
+    app_, feeder = build_app(engine, batch, ids, writer)
+    info(f"serving {engine.model_name} on http://{host}:{port}/v1; offline: {len(feeder.jobs)} of {len(batch)} "
+         f"jobs to run -> {out}")
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)  # uvicorn drains, then re-raises: return normally
+    uvicorn.run(app_, host=host, port=port, log_level="warning")

@@ -327,12 +327,3 @@ def echo_policy(estimator: StepTimeEstimator | None = None, tpot_slo=None, safet
                       max_grow=max_grow, max_shrink=max_shrink)
     p.name = "echo"
     return p
-
-
-def register() -> None:
-    """Add "echo" to the engine's SCHEDULING_POLICIES and EVICTION_POLICIES (for `serve api`)."""
-    from papersuite.engine.kv_cache import EVICTION_POLICIES
-    from papersuite.engine.scheduler import SCHEDULING_POLICIES
-
-    SCHEDULING_POLICIES.setdefault("echo", echo_policy)
-    EVICTION_POLICIES.setdefault("echo", EchoEviction)

@@ -99,7 +99,7 @@ def test_replay_smoke_and_results_resume_without_duplicates(tmp_path):
 
 def test_plan_and_help():
     res = runner.invoke(app, ["serve", "echo", "--help"])
-    assert all(v in res.output for v in ("replay", "plan", "profile"))
+    assert all(v in res.output for v in ("replay", "api", "plan", "profile"))
     res = runner.invoke(app, ["serve", "echo", "plan", "--instances", "1,2", "--duration", "40", "--jobs", "30"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout.strip().splitlines()[-1])["configurations"]
