@@ -98,6 +98,10 @@ def evaluate(
     n_boot: int = typer.Option(1000, "--n-boot", min=50, help="Bootstrap resamples for the CIs."),
     leaky: bool = typer.Option(True, "--leaky/--no-leaky", help="Add the paper's leaky protocols for contrast."),
     ablation: bool = typer.Option(False, "--ablation", help="Modality subsets x fusion on the synthetic cohort."),
+    modalities: str = typer.Option("tabular", "--modalities",
+                                   help="Comma list of tabular,echo,text (echo/text: SYNTHETIC cohort only)."),
+    fusion: str = typer.Option("early", "--fusion", help="early | late | attention | fixed (multi-modal runs)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="fixed fusion weights, e.g. tabular=1,echo=1,text=2."),
     plots: Optional[str] = typer.Option(None, "--plots", help="Folder for ROC and reliability plots."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     out: Optional[str] = typer.Option(None, "-o", "--out", help="JSON output (default stdout)."),
@@ -106,9 +110,37 @@ def evaluate(
     from hfassess.report import run_evaluation
 
     s = _seed(seed)
-    result = run_evaluation(data, folds=folds, repeats=repeats, n_boot=n_boot, leaky=leaky, seed=s,
-                            plots=plots, ablation=ablation)
+    mods = [m.strip() for m in modalities.split(",") if m.strip()]
+    bad = [m for m in mods if m not in ("tabular", "echo", "text")]
+    if bad or not mods:
+        raise UserError(f"--modalities {modalities!r}: use a comma list of tabular, echo, text")
+    if fusion not in ("early", "late", "attention", "fixed"):
+        raise UserError(f"--fusion {fusion!r}: choose early, late, attention or fixed")
+    w = _weights(weights, mods) if weights else None
+    if mods != ["tabular"] or fusion != "early" or w:
+        if data != "synthetic":
+            raise UserError(f"--modalities {modalities} --fusion {fusion}: echo and text exist only in the "
+                            "SYNTHETIC cohort; add --data synthetic")
+        from hfassess.report import run_fusion_evaluation
+
+        result = run_fusion_evaluation(mods, fusion, folds=folds, repeats=repeats, n_boot=n_boot, seed=s, weights=w)
+    else:
+        result = run_evaluation(data, folds=folds, repeats=repeats, n_boot=n_boot, leaky=leaky, seed=s,
+                                plots=plots, ablation=ablation)
     _emit(result, out)
+
+
+def _weights(text: str, mods: list[str]) -> dict[str, float]:
+    out = {}
+    for part in text.split(","):
+        k, _, v = part.partition("=")
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise UserError(f"--weights {text!r}: expected name=number pairs") from None
+        if k.strip() not in mods:
+            raise UserError(f"--weights: {k.strip()!r} is not among --modalities {','.join(mods)}")
+    return out
 
 
 @app.command()

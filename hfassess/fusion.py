@@ -21,14 +21,17 @@ import numpy as np
 MODALITIES = ("tabular", "echo", "text")
 
 
-def modality_features(cohort, level: int = 1, device: str = "cpu") -> dict[str, np.ndarray]:
+def modality_features(cohort, level: int = 1, device: str = "cpu", which=MODALITIES) -> dict[str, np.ndarray]:
     """tabular: the table; echo: geometric raw EF from each SYNTHETIC clip; text: MiniLM (384-d)."""
     from hfassess.echo import raw_ef
     from hfassess.notes import embed_notes
 
-    echo = np.array([[raw_ef(c.frames)] for c in cohort.clips(level=level)])
-    text = embed_notes(cohort.notes, device=device)
-    return {"tabular": cohort.table.to_numpy(dtype=float), "echo": echo, "text": text}
+    out = {"tabular": cohort.table.to_numpy(dtype=float)}
+    if "echo" in which:
+        out["echo"] = np.array([[raw_ef(c.frames)] for c in cohort.clips(level=level)])
+    if "text" in which:
+        out["text"] = embed_notes(cohort.notes, device=device)
+    return out
 
 
 def _block(name: str, n_pca: int = 0):

@@ -98,3 +98,10 @@ def test_missing_column_exit_2(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 2 and "missing column(s)" in p.stderr and f"{csv}:1" in p.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_multimodal_needs_synthetic_data():
+    r = runner.invoke(app, ["hf-assess", "evaluate", "--modalities", "tabular,echo", "--fusion", "attention"])
+    assert r.exit_code == 2 and "--data synthetic" in r.output
+    r = runner.invoke(app, ["hf-assess", "evaluate", "--modalities", "tabular,ecg"])
+    assert r.exit_code == 2
