@@ -8,6 +8,8 @@ Oracle driver (per-template shortest trajectories, answers only from what the lo
    on for both systems), interleaved GLM / Graph-CoT per question after a warm-up: per-question
    latency at concurrency 1 (medians, p95), prefill computed vs cached; with --throughput, the
    wall time of N questions per system at --concurrency.
+3. pipelining: GLM with --retrieval-delay-ms per RetrieveNode search (default 200), searches
+   started while the snippet decodes vs after it; the share of search time hidden.
 
     python benchmarks/glmcot.py --quick        # structural on 200 + engine latency on 2 questions
     python benchmarks/glmcot.py --sample 20 --throughput 8 --concurrency 8   # longer
@@ -74,6 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--throughput", type=int, default=0, help="questions per system for the throughput part (0: skip)")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--retrieval-delay-ms", type=float, default=200.0, help="pipelining ablation (0: skip)")
     args = ap.parse_args(argv)
     pin_threads(args.threads)
 
@@ -113,7 +116,26 @@ def main(argv=None) -> int:
     print(f"engine, concurrency 1 ({len(picks)} questions): p50 latency graphcot {e['graphcot']['latency_p50_s']:.1f}s "
           f"glm {e['glm']['latency_p50_s']:.1f}s ({out['engine_latency']['ratio_p50_latency']:.2f}x)", file=sys.stderr)
 
-    # 3. throughput at concurrency (optional)
+    # 3. pipelining ablation: GLM with a labelled retrieval delay, searches during vs after decoding
+    if args.retrieval_delay_ms:
+        pq = [dev[80], dev[180]]  # wrote_both (2 searches), recommend_by_coupling (11 searches)
+        pipe = {}
+        for on in (False, True):
+            rows_p, wall_p = run(pq, {"backend": "engine", "system": "glm", "pipeline": on,
+                                      "retrieval_delay_ms": args.retrieval_delay_ms})
+            search = sum(r["retrieval_s"] for r in rows_p)
+            wait = sum(r["retrieval_wait_s"] for r in rows_p)
+            pipe["on" if on else "off"] = {"latency_s": sum(r["latency_s"] for r in rows_p), "search_s": search,
+                                           "wait_s": wait, "answers": [r["answer"] for r in rows_p]}
+        pipe["hidden_share"] = 1 - pipe["on"]["wait_s"] / pipe["on"]["search_s"] if pipe["on"]["search_s"] else 0.0
+        pipe["latency_ratio"] = pipe["off"]["latency_s"] / pipe["on"]["latency_s"]
+        pipe["same_answers"] = pipe["on"]["answers"] == pipe["off"]["answers"]
+        out["pipelining"] = {"retrieval_delay_ms": args.retrieval_delay_ms, "questions": [q["qid"] for q in pq],
+                             **pipe}
+        print(f"pipelining at {args.retrieval_delay_ms:g} ms per search: {pipe['hidden_share']:.0%} of search time "
+              f"hidden, latency {pipe['latency_ratio']:.2f}x, same answers {pipe['same_answers']}", file=sys.stderr)
+
+    # 4. throughput at concurrency (optional)
     if args.throughput:
         qs = dev[7::10][:args.throughput]
         walls = {}
@@ -143,11 +165,21 @@ def main(argv=None) -> int:
         t = out["throughput"]
         table.append({"metric": f"throughput q/s, conc. {t['concurrency']}", "graphcot": t["qps"]["graphcot"],
                       "glm": t["qps"]["glm"], "ratio": t["ratio"], "paper": PAPER["throughput"]})
+    pipe_md = ""
+    if "pipelining" in out:
+        p = out["pipelining"]
+        pipe_md = ("\n\nPipelining (GLM, engine, %g ms per RetrieveNode search, 2 questions):\n\n" % p["retrieval_delay_ms"]
+                   + markdown_table([{"searches": "after decoding", "latency_s": p["off"]["latency_s"],
+                                      "search_s": p["off"]["search_s"], "waited_s": p["off"]["wait_s"]},
+                                     {"searches": "while decoding", "latency_s": p["on"]["latency_s"],
+                                      "search_s": p["on"]["search_s"], "waited_s": p["on"]["wait_s"]}])
+                   + f"\n\nHidden share of search time: {p['hidden_share']:.1%}; latency ratio "
+                     f"{p['latency_ratio']:.2f}x (paper: up to -47.8% latency); same answers: {p['same_answers']}.")
     lv = [{"level": k, **{kk: round(vv, 1) for kk, vv in v.items()}} for k, v in by_level.items()]
     env = environment()
     md = ("# GLM vs Graph-CoT (oracle driver, SmolLM2-135M tokenizer / engine on CPU)\n\n"
           + markdown_table(table, ["metric", "graphcot", "glm", "ratio", "paper"]) + "\n\nPer level (structural):\n\n"
-          + markdown_table(lv) + f"\n\nEnvironment: {env}\n\nCommand: `python benchmarks/glmcot.py"
+          + markdown_table(lv) + pipe_md + f"\n\nEnvironment: {env}\n\nCommand: `python benchmarks/glmcot.py"
           + (" --quick" if args.quick else "") + "`\n")
     path = write_results("glmcot", "glmcot", out, md)
     print(md)

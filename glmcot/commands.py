@@ -35,8 +35,11 @@ def _pin(threads: int) -> None:
 
 @app.callback()
 def demo(ctx: typer.Context,
-         n: int = typer.Option(5, "--n", help="How many dev questions the demo runs.")) -> None:
-    """Demo (no verb): 5 dev questions, both systems, oracle driver teacher-forced on the embedded model."""
+         n: int = typer.Option(5, "--n", help="How many dev questions the demo runs."),
+         backend: str = typer.Option("count", "--oracle-backend",
+                                     help="count (tokens and calls, seconds) | engine (also time them on "
+                                          "LLMEngine; minutes on a small CPU).")) -> None:
+    """Demo (no verb): 5 dev questions, GLM and Graph-CoT, oracle driver (efficiency)."""
     if ctx.invoked_subcommand is not None:
         return
     from glmcot.graph import DEFAULT_QUESTIONS
@@ -47,9 +50,9 @@ def demo(ctx: typer.Context,
     _pin(1)
     recs = load_questions(DEFAULT_QUESTIONS)
     picks = [recs[i] for i in (0, 60, 90, 110, 150, 30, 120, 160, 10, 70)[: max(1, n)]]
-    info(f"glm demo: {len(picks)} dev questions, GLM and Graph-CoT, oracle trajectories teacher-forced "
-         "through SmolLM2-135M (efficiency; accuracy needs --driver live with a capable --llm)")
-    runner = Runner(RunConfig(driver="oracle", backend="engine", embeddings=False))
+    info(f"glm demo: {len(picks)} dev questions, GLM and Graph-CoT, oracle trajectories ({backend} backend, "
+         "SmolLM2-135M tokens); accuracy needs `ask --driver live --llm URL` with a capable model")
+    runner = Runner(RunConfig(driver="oracle", backend=backend, embeddings=False))
     rows = []
     try:
         for rec, res in runner.run(picks):
@@ -60,10 +63,10 @@ def demo(ctx: typer.Context,
         runner.close()
     table([{k: r[k] for k in ("qid", "template", "system", "answer", "em", "calls", "tokens_prompt",
                                 "tokens_completion", "latency_s")} for r in rows], title="glm demo")
-    _ratio_lines(rows)
+    _ratio_lines(rows, timed=backend != "count")
 
 
-def _ratio_lines(rows: list[dict]) -> None:
+def _ratio_lines(rows: list[dict], timed: bool = True) -> None:
     from papersuite.progress import info
 
     def tot(system, key):
@@ -71,9 +74,10 @@ def _ratio_lines(rows: list[dict]) -> None:
 
     if {"glm", "graphcot"} <= {r["system"] for r in rows}:
         tok = lambda s: tot(s, "tokens_prompt") + tot(s, "tokens_completion")  # noqa: E731
+        lat = (f", latency {tot('graphcot', 'latency_s') / max(1e-9, tot('glm', 'latency_s')):.1f}x" if timed
+               else " (count-only backend: no latency)")
         info(f"Graph-CoT / GLM: tokens {tok('graphcot') / max(1, tok('glm')):.1f}x, "
-             f"calls {tot('graphcot', 'calls') / max(1, tot('glm', 'calls')):.1f}x, "
-             f"latency {tot('graphcot', 'latency_s') / max(1e-9, tot('glm', 'latency_s')):.1f}x")
+             f"calls {tot('graphcot', 'calls') / max(1, tot('glm', 'calls')):.1f}x" + lat)
 
 
 @app.command("ask")
@@ -153,7 +157,7 @@ def ask(
                 fh.write(json.dumps(r) + "\n")
     table([{k: r.get(k, "") for k in ("qid", "system", "answer", "em", "calls", "tokens_prompt", "parse_errors",
                                        "exec_errors", "halt", "latency_s")} for r in rows], title="glm ask")
-    _ratio_lines(rows)
+    _ratio_lines(rows, timed=not (driver == "oracle" and backend == "count"))
 
 
 @app.command("exec")

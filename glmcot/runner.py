@@ -111,12 +111,12 @@ class Runner:
                 raise UserError(f"unknown --oracle-backend {cfg.backend!r}; choose engine, forced or count")
             return OracleDriver(TransformersForcedBackend(cfg.llm, cfg.device, counter=None))
         if cfg.llm.startswith(("http://", "https://")):
-            from papersuite.llm import OpenAIGenerator
-
             import os
 
-            return LiveDriver(OpenAIGenerator(os.environ.get("GLM_MODEL", "default"), base_url=cfg.llm),
-                              constrained=False)
+            from papersuite.llm import OpenAIGenerator
+
+            model = os.environ.get("GLM_MODEL") or served_model(cfg.llm)
+            return LiveDriver(OpenAIGenerator(model, base_url=cfg.llm), constrained=False)
         if cfg.backend == "forced":  # transformers' generate instead of the engine
             from glmcot.constrained import ConstrainedGenerator
 
@@ -160,6 +160,22 @@ class Runner:
             futures = [(r, pool.submit(self.run_one, r, s)) for r, s in jobs]
             for r, f in futures:
                 yield r, f.result()
+
+
+def served_model(url: str) -> str:
+    """The first model id an OpenAI-compatible server lists at /v1/models."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    base = url.rstrip("/")
+    base = base if base.endswith("/v1") else base + "/v1"
+    try:
+        with urllib.request.urlopen(f"{base}/models", timeout=30) as resp:
+            data = json.loads(resp.read())
+        return data["data"][0]["id"]
+    except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError) as e:
+        raise UserError(f"{base}/models: cannot list the served models ({e}); set $GLM_MODEL") from None
 
 
 def full_record(record: dict[str, Any], res: QuestionResult) -> dict[str, Any]:
