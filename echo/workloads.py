@@ -131,7 +131,8 @@ def job_prompt_ids(job: BatchJob, tokenizer=None) -> list[int]:
         raise UserError(f"job {job.custom_id!r} has a text prompt; a tokenizer is needed")
     if job.messages is not None:
         if getattr(tokenizer, "chat_template", None):
-            return list(tokenizer.apply_chat_template(job.messages, add_generation_prompt=True))
+            ids = tokenizer.apply_chat_template(job.messages, add_generation_prompt=True, tokenize=True)
+            return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # newer transformers: a dict
         p = "\n".join(f"{m['role']}: {m['content']}" for m in job.messages)
     return list(tokenizer(p)["input_ids"])
 
