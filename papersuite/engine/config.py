@@ -6,7 +6,7 @@ eviction policy, scheduling policy) are named from their registries or passed as
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,6 @@ class EngineConfig:
     max_model_len: int | None = None  # default: the model's max_position_embeddings
     enable_prefix_caching: bool = True
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     DEFAULT_KV_BYTES = 256 * 2**20
 
@@ -93,6 +92,8 @@ class EngineConfig:
             raise ValueError(f"kv_cache_bytes must be >= 1, got {self.kv_cache_bytes}")
         if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1:
             raise ValueError("max_num_batched_tokens and max_num_seqs must be >= 1")
+        if self.dtype not in (None, "float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
 
     def resolve_num_blocks(self, model: ModelConfig, dtype_bytes: int) -> int:
         if self.num_blocks is not None:

@@ -52,9 +52,11 @@ class LLMEngine:
 
         from papersuite.models import _quiet_transformers, hf_folder, resolve
 
-        self.config = EngineConfig(model, device, dtype, attention, kv_policy, scheduler, block_size, num_blocks,
-                                   kv_cache_bytes, max_num_batched_tokens, max_num_seqs, max_model_len,
-                                   enable_prefix_caching, seed)
+        self.config = EngineConfig(model=model, device=device, dtype=dtype, attention=attention, kv_policy=kv_policy,
+                                   scheduler=scheduler, block_size=block_size, num_blocks=num_blocks,
+                                   kv_cache_bytes=kv_cache_bytes, max_num_batched_tokens=max_num_batched_tokens,
+                                   max_num_seqs=max_num_seqs, max_model_len=max_model_len,
+                                   enable_prefix_caching=enable_prefix_caching, seed=seed)
         source = resolve(model)
         if source.kind != "causal-lm":
             raise InvalidRequest(f"{model!r} is a {source.kind} model, not a text generator")
