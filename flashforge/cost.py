@@ -4,8 +4,8 @@ estimator; the released CoDec code has no estimator, only a fixed schedule).
 For each path, t = bytes / BW + flops / rate + ops * overhead, with
 - default (paged decode): every request reads its whole KV; GEMV-shaped products (G rows);
 - shared (FlashForge): each planned piece is read once; shared pieces are GEMMs with
-  (requests x G) rows, private pieces GEMVs; more operations (a bucket's gather, two GEMMs, the
-  softmax) plus the merge.
+  (requests x G) rows, private rests GEMVs (through paged decode on the torch path); more
+  operations (a bucket's gather, two GEMMs, the softmax, the private rests' chunks) plus the merge.
 The constants (memory bandwidth, GEMM rate, GEMV rate, per-operation overhead) are measured once
 per machine, torch version and thread count in under about 2 s, and cached as JSON in
 `$PAPERSUITE_CACHE/flashforge/`. `impl="auto"` takes the shared path only for a predicted gain
@@ -158,8 +158,13 @@ def predict(plan: Plan, heads: int, kv_heads: int, head_dim: int, elem_bytes: in
     sh = plan.piece_shared
     flops_sh = float((toks[sh] * rows[sh]).sum()) * heads * flops_per_token_row
     flops_pr = float((toks[~sh] * rows[~sh]).sum()) * heads * flops_per_token_row
-    n_buckets = len({(r if r <= 4 else 1 << (int(r) - 1).bit_length()) for r in rows})
-    ops = OPS_TRITON if executor == "triton" else n_buckets * OPS_PER_BUCKET + OPS_MERGE
+    n_buckets = len({(r if r <= 4 else 1 << (int(r) - 1).bit_length()) for r in rows[sh]})
+    private_blocks = np.bincount(plan.perm[plan.piece_q0[~sh]], weights=np.diff(plan.piece_block_ptr)[~sh],
+                                 minlength=plan.batch)
+    private_chunks = -(-int(private_blocks.max()) // DEFAULT_CHUNK_BLOCKS) if (~sh).any() else 0
+    ops = OPS_TRITON if executor == "triton" else (
+        n_buckets * OPS_PER_BUCKET + OPS_MERGE
+        + (OPS_DEFAULT + OPS_DEFAULT_CHUNK * private_chunks if private_chunks else 0))
     t_shared = (float(toks.sum()) * per_token / c.bandwidth + flops_sh / c.gemm_rate
                 + flops_pr / c.gemv_rate + ops * c.overhead)
     return {"default_s": t_default, "shared_s": t_shared, "gain": t_default / t_shared}

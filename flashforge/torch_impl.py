@@ -1,11 +1,13 @@
 """The PyTorch executor (CPU, and CUDA without Triton): grouped GEMMs over pieces, one merge.
 
-Pieces with the same padded request count form a bucket. A bucket is one gather of its KV blocks,
-one batched GEMM of all its queries (request rows x G heads of one KV head as the M dimension:
-the paper's query grouping) against each piece's <= kv_chunk tokens, a softmax with fp32
-statistics, and one batched GEMM with V. Private rests are the bucket with one request per piece:
-a masked batched matmul, as paged decode does. No Python loop runs over requests or blocks; the
-loop runs over buckets (about log2 B + 4 of them), and the index tensors are built once per plan.
+Shared pieces with the same padded request count form a bucket. A bucket is one gather of its KV
+blocks, one batched GEMM of all its queries (request rows x G heads of one KV head as the M
+dimension: the paper's query grouping) against each piece's <= kv_chunk tokens, a softmax with
+fp32 statistics, and one batched GEMM with V. Private rests (each request's unshared blocks, as
+one block table) go through the engine's paged decode with LSE: a chunked, masked batched matmul,
+one state per request in its first private slot (its other private slots stay empty, weight 0).
+No Python loop runs over requests or blocks; the loop runs over buckets (about log2 B + 4 of
+them), and the index tensors are built once per plan.
 """
 from __future__ import annotations
 
@@ -39,10 +41,11 @@ def buckets(plan: Plan, device: torch.device | str) -> list[_Bucket]:
         return plan.scratch[key]
     rows = plan.piece_q1 - plan.piece_q0
     padded = np.array([_padded_rows(int(r)) for r in rows], dtype=np.int64)
+    padded[~plan.piece_shared] = 0          # private rests go through paged decode instead
     nblk = np.diff(plan.piece_block_ptr)
     bs = plan.block_size
     out = []
-    for R in np.unique(padded):
+    for R in np.unique(padded[padded > 0]):
         ps = np.flatnonzero(padded == R)
         NB = int(nblk[ps].max())
         col = np.arange(NB)
@@ -62,6 +65,43 @@ def buckets(plan: Plan, device: torch.device | str) -> list[_Bucket]:
             req=torch.as_tensor(req, device=device),
             take=torch.as_tensor(np.flatnonzero(ok.reshape(-1)), device=device),
             slots=torch.as_tensor(slots, device=device)))
+    plan.scratch[key] = out
+    return out
+
+
+@dataclass
+class _Private:
+    table: torch.Tensor             # [B, W'] each request's private blocks in order, -1 padded
+    lens: torch.Tensor              # [B] private tokens
+    has: torch.Tensor               # requests with any
+    slots: torch.Tensor             # their first private slot (the others stay empty)
+
+
+def private_rests(plan: Plan, device: torch.device | str) -> _Private:
+    """Each request's private blocks as a block table for the engine's paged decode (cached).
+
+    Only a sequence's last block can be partial and it is always its last private block, so the
+    table plus a token count describes the rest exactly."""
+    key = ("torch-private", str(device))
+    if key in plan.scratch:
+        return plan.scratch[key]
+    B = plan.batch
+    pieces = np.flatnonzero(~plan.piece_shared)       # grouped by request, in block order
+    nblk = np.diff(plan.piece_block_ptr)
+    owner_piece = plan.perm[plan.piece_q0[pieces]]
+    blocks = plan.piece_blocks[np.repeat(~plan.piece_shared, nblk)]
+    owner = np.repeat(owner_piece, nblk[pieces])
+    per_req = np.bincount(owner, minlength=B)
+    starts = np.flatnonzero(np.concatenate([[True], owner[1:] != owner[:-1]])) if len(owner) else owner
+    run_len = np.diff(np.concatenate([starts, [len(owner)]]))
+    col = np.arange(len(owner)) - np.repeat(starts, run_len)
+    table = np.full((B, max(1, int(per_req.max()) if B else 1)), -1, dtype=np.int64)
+    table[owner, col] = blocks
+    lens = np.bincount(owner_piece, weights=plan.piece_tokens[pieces], minlength=B).astype(np.int64)
+    has, first_piece = np.unique(owner_piece, return_index=True)   # requests with a private rest
+    first_slot = plan.piece_slot0[pieces][first_piece]
+    out = _Private(torch.as_tensor(table, device=device), torch.as_tensor(lens, device=device),
+                   torch.as_tensor(has, device=device), torch.as_tensor(first_slot, device=device))
     plan.scratch[key] = out
     return out
 
@@ -103,4 +143,11 @@ def plan_partials_torch(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.T
         lse = lse.reshape(n, Hkv, R, G).transpose(1, 2).reshape(n * R, H)
         o_slots[b.slots] = o[b.take]
         lse_slots[b.slots] = lse[b.take]
+    pr = private_rests(plan, q.device)
+    if len(pr.has):
+        from papersuite.engine.attention import paged_decode
+
+        o, lse = paged_decode(qf, k_cache, v_cache, pr.table, pr.lens, scale, return_lse=True)
+        o_slots[pr.slots] = o[pr.has].float()
+        lse_slots[pr.slots] = lse[pr.has].float()
     return o_slots, lse_slots
