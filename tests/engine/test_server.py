@@ -132,3 +132,17 @@ def test_api_key_required_when_set(tiny_model):
         assert c.get("/v1/models").status_code == 401
         assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert c.get("/health").status_code == 200
+
+
+def test_stream_with_stop_string_never_leaks_it(client):
+    full = client.completions.create(model="tiny", prompt="Once upon", max_tokens=12, temperature=0,
+                                     extra_body={"ignore_eos": True}).choices[0].text
+    stop = full[len(full) // 2:][:4]
+    if not stop.strip():
+        pytest.skip("greedy text has no usable stop string")
+    ref = client.completions.create(model="tiny", prompt="Once upon", max_tokens=12, temperature=0, stop=[stop],
+                                    extra_body={"ignore_eos": True}).choices[0]
+    chunks = list(client.completions.create(model="tiny", prompt="Once upon", max_tokens=12, temperature=0,
+                                            stop=[stop], stream=True, extra_body={"ignore_eos": True}))
+    streamed = "".join(c.choices[0].text for c in chunks)
+    assert ref.finish_reason == "stop" and ref.text == full[:full.index(stop)] == streamed
