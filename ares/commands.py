@@ -318,3 +318,123 @@ def profile(budget: float = typer.Option(60.0, "--budget", min=1.0, help="Second
     if out:
         write_json(out, payload)
     print(json.dumps(payload))
+
+
+def _workload(workload: Optional[str], n: int, rate: float, max_tokens: int, seed: int):
+    """Workload JSONL, or the embedded prompts with Poisson arrivals at `rate`."""
+    from ares.prompts import prompt_set
+    from papersuite import traces as tr
+
+    if workload:
+        reqs = tr.read_trace(workload, fmt="workload")
+    else:
+        arrivals = tr.poisson_arrivals(n, rate, seed)
+        reqs = [tr.TraceRequest(f"w{i:04d}", float(a), 0, max_tokens, prompt=p)
+                for i, (p, a) in enumerate(zip(prompt_set(n, seed=seed + 7), arrivals))]
+    return reqs
+
+
+class _OracleHook:
+    """StepHook with the true remaining length of each request (lengths from a reference run)."""
+
+    def __init__(self, lengths: dict[str, int]) -> None:
+        self.lengths = lengths
+
+    def __call__(self, batch, hidden_states) -> None:
+        for seq, flag in zip(batch.seqs, batch.samples):
+            if flag and seq.request_id in self.lengths:
+                seq.annotations["r_hat"] = float(max(1, self.lengths[seq.request_id] - seq.num_output_tokens))
+
+
+@app.command()
+def replay(workload: Optional[str] = typer.Option(None, "--workload", help="Workload JSONL (id, arrival, prompt "
+                                                  "or messages, max_tokens); default: embedded prompts."),
+           n: int = typer.Option(24, "--n", min=1, help="Embedded workload: requests."),
+           rate: float = typer.Option(2.0, "--rate", min=0.001, help="Embedded workload: arrivals per second."),
+           max_tokens: int = typer.Option(128, "--max-tokens", min=1, help="Embedded workload: output cap."),
+           instances: int = typer.Option(2, "--instances", help="Real engine instances."),
+           kv_tokens: int = typer.Option(4096, "--kv-tokens", min=64, help="KV capacity of one instance, tokens."),
+           policy: str = typer.Option("rr,llumnix,ares,oracle", "--policy"),
+           placement: Optional[str] = typer.Option(None, "--placement", help="rr | least-kv: override placement."),
+           clock: str = typer.Option("measured", "--clock", help="measured | model (cost-model step times)."),
+           temperature: float = typer.Option(0.7, "--temperature", min=0.0),
+           k: int = typer.Option(4, "--k", min=1, help="Re-predict every k tokens."),
+           predictor_file: Optional[Path] = typer.Option(None, "--predictor", help="ares predictor file."),
+           cost_model_file: Optional[Path] = typer.Option(None, "--cost-model"),
+           model: str = typer.Option("smollm2-135m-instruct", "--model"),
+           out: Optional[Path] = typer.Option(None, "-o", "--out")) -> None:
+    """Replay a workload on real engine instances (virtual clocks) under each policy, natural lengths."""
+    from ares import cluster
+    from ares.hook import RemainingLengthHook
+    from ares.predictor import load_predictor
+    from ares.rebalancer import RebalanceConfig, Rebalancer, predictive_placement
+    from papersuite import replay as rp
+    from papersuite.context import options
+    from papersuite.engine.engine import LLMEngine
+    from papersuite.io import write_json
+    from papersuite.llm import SamplingParams
+    from papersuite.progress import progress, table
+
+    names = cluster.check_policies([p.strip() for p in policy.split(",") if p.strip()])
+    if instances < 1:
+        raise UserError(f"--instances must be >= 1, got {instances}")
+    if clock not in ("measured", "model"):
+        raise UserError(f"--clock must be measured or model, got {clock!r}")
+    if placement not in (None, "rr", "least-kv"):
+        raise UserError(f"--placement must be rr or least-kv, got {placement!r}")
+    seed = options().seed
+    predictors = {}
+    for name, pname in (("ares", "ares"), ("prompt-only", "prompt-minilm")):
+        if name in names:
+            path = (predictor_file if name == "ares" and predictor_file else _default_predictor(pname))
+            if not path.exists():
+                raise UserError(f"{path}: no {pname} predictor; train one with "
+                                f"`papersuite serve ares train --predictor {pname}`")
+            predictors[name] = load_predictor(path)
+    cm = _cost_model(cost_model_file, model, 60.0)  # the model clock and the SLOs' unloaded values
+    reqs = _workload(workload, n, rate, max_tokens, seed)
+    tokenizer_engine = LLMEngine(model, num_blocks=64)
+    prompt_ids = {r.id: tokenizer_engine.encode(list(r.messages) if r.messages else
+                                                [{"role": "user", "content": r.prompt}]) for r in reqs}
+    for r in reqs:
+        if len(prompt_ids[r.id]) + r.max_tokens > kv_tokens:
+            raise UserError(f"request {r.id}: prompt + max_tokens exceeds --kv-tokens {kv_tokens}")
+    params_for = lambda r: SamplingParams(max_tokens=r.max_tokens, temperature=temperature,  # noqa: E731
+                                          seed=seed + int("".join(c for c in r.id if c.isdigit()) or 0),
+                                          ignore_eos=r.ignore_eos)
+    cfg = RebalanceConfig(k_min=8, horizon=max_tokens)
+    lengths: dict[str, int] = {}
+    results = {}
+    order = sorted(names, key=lambda p: p == "oracle")  # oracle needs the lengths of an earlier run
+    if "oracle" in names and len(order) == 1:
+        order = ["rr", "oracle"]
+    with progress("policies", total=len(order)) as bar:
+        for name in order:
+            hooks_for = lambda: ([RemainingLengthHook(predictors[name], k=k)] if name in predictors  # noqa: E731
+                                 else [_OracleHook(lengths)] if name == "oracle" else [])
+            insts = [rp.EngineInstance(LLMEngine(model, num_blocks=kv_tokens // 16, step_hooks=hooks_for(),
+                                                 seed=seed, max_num_seqs=64), clock=clock,
+                                     cost_model=cm if clock == "model" else None)
+                     for _ in range(instances)]
+            if name in ("rr", "least-kv"):
+                place, rebalancer = name, None
+            elif name == "llumnix":
+                place, rebalancer = "least-kv", Rebalancer(cfg, predictive=False)
+            else:
+                place, rebalancer = predictive_placement(cfg), Rebalancer(cfg)
+            res = rp.replay(reqs, insts, placement=placement or place, rebalancer=rebalancer, rebalance_every=4,
+                            prompt_ids=prompt_ids, params_for=params_for, seed=seed)
+            if not lengths:
+                lengths = {rid: len(toks) for rid, toks in res.outputs}
+            ttft, tpot = _slos(cm, 512, 1.0, None, None)
+            if name in names:
+                results[name] = {**_policy_metrics(res, ttft, tpot), "output_digest": rp.output_digest(res)}
+            bar.advance()
+    table([{"policy": p, **{m: v[m] for m in ("p99_tpot", "p99_ttft", "migrations", "preemptions")},
+            "digest": v["output_digest"][:12]} for p, v in results.items()], title="replay")
+    payload = {"requests": len(reqs), "instances": instances, "kv_tokens": kv_tokens, "clock": clock,
+               "temperature": temperature, "slo": {"ttft": "5x unloaded", "tpot": "3x unloaded"}, "policies": results}
+    if out:
+        write_json(out, payload)
+    print(json.dumps(payload))
+

@@ -115,7 +115,9 @@ class EngineInstance:
         engine.runner.run = recording_run
 
     def make_sequence(self, req: TraceRequest, prompt_ids: list[int], params):
-        return self.engine.make_sequence(None, params, prompt_token_ids=prompt_ids, request_id=req.id)
+        seq = self.engine.make_sequence(None, params, prompt_token_ids=prompt_ids, request_id=req.id)
+        seq.annotations["prompt_text"] = req.prompt or " ".join(str(m["content"]) for m in req.messages or ())
+        return seq
 
     def submit(self, seq) -> None:
         self.engine.add_sequence(seq)

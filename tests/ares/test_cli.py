@@ -22,12 +22,14 @@ def workdir(tiny_llama, tmp_path_factory):
                             "--max-tokens", "16", "--batch-size", "7", "-o", str(d / "data")])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["requests"] == 14
+    r = runner.invoke(app, ["-q", "serve", "ares", "train", str(d / "data"), "--epochs", "3", "-o", str(d / "p.pt")])
+    assert r.exit_code == 0, r.output
     return d
 
 
 def test_train_evaluate_predict(workdir, tiny_llama):
-    r = runner.invoke(app, ["-q", "serve", "ares", "train", str(workdir / "data"), "--epochs", "3",
-                            "-o", str(workdir / "p.pt")])
+    r = runner.invoke(app, ["-q", "serve", "ares", "train", str(workdir / "data"), "--predictor", "ares-literal",
+                            "--epochs", "3", "-o", str(workdir / "literal.pt")])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["params"] > 0
     r = runner.invoke(app, ["-q", "serve", "ares", "evaluate", str(workdir / "data"), "--predictors",
@@ -66,3 +68,19 @@ def test_malformed_prompt_line_names_file_line(tmp_path):
     flat = "".join(ch for ch in r.output if ch not in " \n│╭╮╰╯─")
     assert r.exit_code == 2 and f"{bad}:2".replace(" ", "") in flat
     assert not (tmp_path / "d").exists()
+
+
+def test_replay_real_engines_equal_digests(workdir, tiny_llama):
+    """Greedy outputs do not depend on placement or migration; every policy finishes every request."""
+    (workdir / "cm.json").write_text(json.dumps({"intercept_s": 0.002, "coef": {"n_prefill": 1e-5, "n_decode": 1e-4,
+                                                                              "sum_ctx": 1e-8}, "mape": 0.0}))
+    r = runner.invoke(app, ["-q", "serve", "ares", "replay", "--model", tiny_llama, "--predictor",
+                            str(workdir / "p.pt"), "--policy", "rr,llumnix,ares,oracle", "--instances", "2",
+                            "--kv-tokens", "512", "--n", "10", "--rate", "50", "--max-tokens", "24",
+                            "--temperature", "0", "--placement", "rr", "--clock", "model",
+                            "--cost-model", str(workdir / "cm.json"), "-o", str(workdir / "replay.json")])
+    assert r.exit_code == 0, r.output
+    res = json.loads((workdir / "replay.json").read_text())["policies"]
+    assert set(res) == {"rr", "llumnix", "ares", "oracle"}
+    assert len({v["output_digest"] for v in res.values()}) == 1
+    assert all(v["p99_tpot"] is not None for v in res.values())
