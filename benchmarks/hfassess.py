@@ -4,6 +4,7 @@ rows, synthetic clips (geometric EF per level), note parser, optional fusion abl
     python benchmarks/hfassess.py                 # default: 3x5 CV (about 5 min on 2 cores)
     python benchmarks/hfassess.py --repeats 10    # the notes' 10x5 protocol (23 min at load 13-19 here)
     python benchmarks/hfassess.py --fusion        # + synthetic-cohort fusion ablation (MiniLM on CPU: slow)
+    python benchmarks/hfassess.py --only assess   # one part: notes, clips, uci, semi, assess, fusion
 Writes benchmarks/results/hfassess/{uci_RxF,semi_synthetic,clips,notes,fusion}.json + .md.
 The CNN clip benchmark is separate: benchmarks/hfassess_clips.py. Research use only.
 """
@@ -106,6 +107,32 @@ def semi_synthetic(repeats: int, folds: int, seed: int) -> None:
     print(md)
 
 
+def assess_speed(n: int, seed: int) -> None:
+    """`assess` throughput after load: n validated records (UCI rows with GDMT fields) per call."""
+    from hfassess import store
+    from hfassess.assess import assess_records
+    from hfassess.records import load_data, validate
+    from papersuite.bench import interleaved
+
+    ds = load_data("uci-hf")
+    model = store.train(ds, seed=seed)
+    rng = np.random.default_rng(seed)
+    raws = []
+    for i in range(n):
+        r = {k: float(v) for k, v in ds.X.iloc[i % len(ds.y)].items()}
+        r.update({"id": f"r{i}", "nyha": int(rng.integers(1, 5)), "sbp": float(rng.integers(85, 150)),
+                  "heart_rate": float(rng.integers(45, 110)), "potassium": float(rng.uniform(3.5, 5.8)),
+                  "angioedema_history": 0, "av_block": "none", "decompensated": 0,
+                  "medications": [{"drug": "enalapril", "dose_mg": 5, "frequency": "bid"}]})
+        raws.append(r)
+    t = interleaved({"assess": lambda: assess_records([validate(r, f"bench:{i}") for i, r in enumerate(raws)], model)},
+                    repeats=3, warmup=1)["assess"]
+    res = {"n": n, **t.as_dict(), "records_per_s": n / t.median}
+    md = f"# assess throughput after load\n\n" + markdown_table([res])
+    write_results("hfassess", "assess_speed", res, md)
+    print(md)
+
+
 def fusion(n: int, seed: int) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -141,14 +168,13 @@ if __name__ == "__main__":
     ap.add_argument("--clips", type=int, default=60, help="test clips per level")
     ap.add_argument("--fusion", action="store_true")
     ap.add_argument("--fusion-n", type=int, default=400)
-    ap.add_argument("--only-fusion", action="store_true", help="Run the fusion ablation alone.")
+    ap.add_argument("--only", choices=["notes", "clips", "uci", "semi", "assess", "fusion"], help="Run one part.")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     pin_threads(1)
-    if not a.only_fusion:
-        notes(1000, a.seed)
-        clips(a.clips, a.seed)
-        uci(a.repeats, a.folds, a.seed)
-        semi_synthetic(a.repeats, a.folds, a.seed)
-    if a.fusion or a.only_fusion:
-        fusion(a.fusion_n, a.seed)
+    parts = {"notes": lambda: notes(1000, a.seed), "clips": lambda: clips(a.clips, a.seed),
+             "uci": lambda: uci(a.repeats, a.folds, a.seed), "semi": lambda: semi_synthetic(a.repeats, a.folds, a.seed),
+             "assess": lambda: assess_speed(1000, a.seed), "fusion": lambda: fusion(a.fusion_n, a.seed)}
+    chosen = [a.only] if a.only else [p for p in parts if p != "fusion" or a.fusion]
+    for p in chosen:
+        parts[p]()

@@ -60,7 +60,7 @@ def make_gbm(random_state: int | None = 0):
                                                     subsample=0.8, random_state=random_state))
 
 
-class HFRiskModel(BaseEstimator, ClassifierMixin):
+class HFRiskModel(ClassifierMixin, BaseEstimator):
     """Calibrated soft vote of LR + RF + GBM; P(death during follow-up).
 
     calibration: 'sigmoid' (Platt), 'isotonic' or 'none'; fitted by `cv_calibration`-fold inner CV

@@ -44,3 +44,13 @@ def test_modality_shapley_sums_to_gain_over_chance():
     phi = modality_shapley(v, mods)
     assert abs(sum(phi.values()) - 0.3) < 1e-3
     assert len({round(x, 4) for x in phi.values()}) == 1
+
+
+def test_permutation_importance_ranks_ef_and_creatinine_high():
+    from hfassess.explain import permutation_global
+    from hfassess.tabular import make_lr
+
+    ds = load_data("uci-hf")
+    rows = permutation_global(make_lr, ds.X, ds.y, repeated_folds(ds.y, 3, 1), n_repeats=3)
+    top3 = [r["feature"] for r in rows[:3]]
+    assert "ejection_fraction" in top3 and "serum_creatinine" in top3
