@@ -282,8 +282,10 @@ def _plot_compare(runs: dict, path: str) -> None:
     plt.close(fig)
 
 
-def largest(trains, start: int, limit: int) -> tuple[int, list[tuple[int, bool]]]:
-    """Largest size in [1, limit] for which `trains(size)` holds, by doubling then bisection."""
+def largest(trains, start: int, limit: int, tol: float = 0.0) -> tuple[int, list[tuple[int, bool]]]:
+    """Largest size in [1, limit] for which `trains(size)` holds, by doubling then bisection.
+
+    Bisection stops once the bracket is within `tol` x the lower end (0: exact)."""
     tried: list[tuple[int, bool]] = []
 
     def ok(n: int) -> bool:
@@ -302,7 +304,7 @@ def largest(trains, start: int, limit: int) -> tuple[int, list[tuple[int, bool]]
     if lo == 0:
         return 0, tried
     hi = hi if hi is not None else min(limit + 1, lo * 2)
-    while hi - lo > 1 and lo < limit:
+    while hi - lo > max(1, int(lo * tol)) and lo < limit:
         mid = (lo + hi) // 2
         if ok(mid):
             lo = mid

@@ -100,13 +100,14 @@ class SwapExecutor:
     def pack(self, t: torch.Tensor):
         storage = t.untyped_storage()
         nbytes = storage.nbytes()
-        fp = self.matcher.observe(self.tracker.current, t, nbytes)
+        observed = self.matcher.observe(self.tracker.current, t, nbytes)
         self.stats.packs += 1
         if nbytes < self.min_bytes or t.device.type == "meta":
             return t
         ptr = storage.data_ptr()
         if ptr in self.param_ptrs:
             return t
+        fp = Matcher.fingerprint(observed)
         h = self.live.get(ptr)
         if h is not None and h.base is None and h.weak is not None and h.weak.expired():
             h = None  # the address was freed and reused: a different storage

@@ -9,7 +9,6 @@ The same pass builds the light-mode signature: per stage a count, a rolling hash
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -68,19 +67,26 @@ class Matcher:
         self.signature = Signature()
         self.matched: set[Fingerprint] = set()
 
-    def observe(self, stage: Stage, t: torch.Tensor, nbytes: int) -> Fingerprint:
-        """Fingerprint the tensor being saved now and fold it into the signature."""
+    def observe(self, stage: Stage, t: torch.Tensor, nbytes: int) -> tuple:
+        """Fold the tensor being saved now into the signature; returns its (stage, ordinal, ...)
+        key, cheap to build for every saved tensor (`fingerprint` makes the named form)."""
         key = (stage.kind, stage.micro, stage.layer)
         sig = self.signature.stages.get(key)
         if sig is None:
             sig = self.signature.stages[key] = StageSig()
-        producer = producer_of(t)
-        dtype = str(t.dtype)[6:]
-        fp = Fingerprint(stage.kind, stage.micro, stage.layer, producer, sig.count, dtype, t.dim())
+        fn = t.grad_fn
+        producer = type(fn).__name__ if fn is not None else ("leaf" if t.requires_grad else "const")
+        item = (producer, t.dtype, t.dim())
+        ordinal = sig.count
         sig.count += 1
-        sig.code = zlib.crc32(f"{producer}/{dtype}/{t.dim()}".encode(), sig.code)
+        sig.code = (sig.code * 1_000_003 + hash(item)) & 0xFFFFFFFFFFFF
         sig.nbytes += nbytes
-        return fp
+        return key, ordinal, item
+
+    @staticmethod
+    def fingerprint(observed: tuple) -> Fingerprint:
+        (kind, micro, layer), ordinal, (producer, dtype, rank) = observed
+        return Fingerprint(kind, micro, layer, producer, ordinal, str(dtype)[6:], rank)
 
     def wants(self, fp: Fingerprint) -> bool:
         if fp in self.entries:

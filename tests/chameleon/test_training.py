@@ -60,21 +60,36 @@ def test_unfreeze_changes_the_sequence_and_chameleon_replans():
     assert doc["steps"][4]["change"].startswith("new stages")
 
 
-def test_library_api_on_any_model(tmp_path):
-    torch.manual_seed(0)
+class _Memory:
+    """A device whose memory level the test sets: over the budget on demand."""
+
+    level = 0
+
+    def current(self):
+        return self.level
+
+    def peak(self):
+        return self.level
+
+    def reset_peak(self):
+        pass
+
+
+def test_library_api_and_forced_swap_in_stable_returns_to_warmup(tmp_path):
     wl = build(TINY)
-    cham = Chameleon(wl.model, wl.optimizer, layers=wl.layers, host_dir=str(tmp_path),
-                     min_bytes=1024, warmup_steps=1, stable_steps=1)
-    cham.set_budget(1)  # unreachable (non-strict): the guard must force swaps in every step
+    mem = _Memory()
+    cham = Chameleon(wl.model, wl.optimizer, layers=wl.layers, host_dir=str(tmp_path), memory=mem,
+                     min_bytes=1024, warmup_steps=1, stable_steps=1, budget_mib=1)
     phases = []
     for step in range(5):
+        mem.level = 10 * 2**20 if step == 3 else 0  # step 3 blows the budget mid-forward
         x, y = wl.batch(step)
         with cham.step():
             wl.loss(x, y).backward()
         wl.optimizer.step()
         wl.optimizer.zero_grad()
-        phases.append(cham.phase)
-    assert phases[:3] == ["SEARCH", "STABLE", "WARMUP"] and cham.regenerations_ >= 2
-    assert cham.phases_.history[0] == "forced swap in STABLE"  # STABLE -> WARMUP on a forced swap
-    assert all(r.swap_out_bytes and r.forced_swaps for r in cham.reports_)
+        phases.append(cham.reports_[-1].phase)
+    assert phases == ["WARMUP", "SEARCH", "STABLE", "STABLE", "WARMUP"]
+    assert cham.reports_[3].forced_swaps > 0 and cham.reports_[3].change == "forced swap in STABLE"
+    assert cham.reports_[2].forced_swaps == 0 and cham.regenerations_ == 3  # W, S, and W again
     cham.close()
