@@ -61,6 +61,10 @@ def api(
         if value < 1:
             raise UserError(f"{flag} must be >= 1, got {value}")
     _check_port(host, port)
+    from papersuite.models import resolve
+
+    if resolve(model).kind != "causal-lm":  # an unknown name fails here, before torch loads
+        raise UserError(f"{model!r} is not a text-generation model")
     opts = options()
     device = resolve_device(opts.device)
     set_threads(threads)
