@@ -40,7 +40,7 @@ class PapersuiteApp(typer.Typer):
             except ImportError:  # pragma: no cover
                 e.show()
             sys.exit(e.exit_code)
-        except (typer.Abort, click_exc.Abort, KeyboardInterrupt):
+        except (typer.Abort, KeyboardInterrupt):
             print("papersuite: interrupted", file=sys.stderr)
             sys.exit(130)
         except BrokenPipeError:

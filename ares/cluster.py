@@ -108,3 +108,23 @@ def simulate_policy(policy: str, reqs, *, instances: int, kv_tokens: int, cost_m
 def load_error_models(policies: list[str], path: Path = ERROR_MODEL) -> dict:
     need = {"ares": "ares", "prompt-only": "prompt-minilm"}
     return {p: ErrorModel.load(path, need[p]) for p in policies if p in need}
+
+
+ENGINE_POLICIES = ("fcfs", "prompt-only", "ares", "oracle")
+
+
+def simulate_engine_policy(policy: str, reqs, *, kv_tokens: int, cost_model, error_models: dict,
+                           block_size: int = 16, max_batched: int = 512, seed: int = 0, k: int = 4):
+    """One memory-tight instance: FCFS with recompute preemption vs the prediction-aware policy."""
+    from ares.policy import AresSchedulingPolicy
+
+    if policy not in ENGINE_POLICIES:
+        raise UserError(f"unknown engine policy {policy!r}; choose from {', '.join(ENGINE_POLICIES)}")
+    num_blocks = kv_tokens // block_size
+    sched = "fcfs" if policy == "fcfs" else AresSchedulingPolicy(num_blocks * block_size)
+    inst = rp.SimInstance(cost_model, num_blocks, block_size, max_batched, scheduler=sched, seed=seed)
+    on_step = None
+    if policy != "fcfs":
+        sched.attach(inst.scheduler)
+        on_step = SimulatedPredictions([inst], None if policy == "oracle" else error_models[policy], k=k, seed=seed)
+    return rp.replay(reqs, [inst], on_step=on_step, seed=seed, block_tokens=max(1, 512 // 8))

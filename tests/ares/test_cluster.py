@@ -72,3 +72,16 @@ def test_simulate_cli_and_bad_inputs(tmp_path):
     assert all(v["goodput"] >= 0 for v in out["policies"].values())
     for args in (["--instances", "0"], ["--policy", "best"], ["--trace", "/no/such.csv"]):
         assert runner.invoke(app, base + args).exit_code == 2
+
+
+def test_engine_policy_preempts_less_than_fcfs_with_true_lengths():
+    rng = np.random.default_rng(3)
+    reqs = [TraceRequest(f"r{i}", 0.02 * i, int(rng.integers(20, 80)), int(rng.choice([8, 16, 400])),
+                         ignore_eos=True) for i in range(40)]
+    kw = dict(kv_tokens=1600, cost_model=cost_model(), error_models={})
+    fcfs = cluster.simulate_engine_policy("fcfs", reqs, **kw)
+    oracle = cluster.simulate_engine_policy("oracle", reqs, **kw)
+    assert all(r.finish is not None for r in oracle.records) and all(r.finish is not None for r in fcfs.records)
+    m_f, m_o = fcfs.metrics(100, 100), oracle.metrics(100, 100)
+    assert m_f["recomputed_tokens"] > 0
+    assert m_o["recomputed_tokens"] < 0.5 * m_f["recomputed_tokens"]

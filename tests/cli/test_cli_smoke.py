@@ -83,3 +83,26 @@ def test_generate_through_executable_reads_stdin():
 def test_unknown_global_device_exits_2():
     p = run_exe("--device", "tpu", "models", "list")
     assert p.returncode == 2
+
+
+def test_internal_error_is_one_line_with_log(capsys):
+    """A bug (not bad input) prints one line naming a traceback log and exits 1."""
+    from cli import PapersuiteApp
+
+    crashy = PapersuiteApp()
+
+    @crashy.command()
+    def boom() -> None:
+        raise RuntimeError("kaput")
+
+    @crashy.command()
+    def fine() -> None:
+        pass
+
+    with pytest.raises(SystemExit) as e:
+        crashy(["boom"], prog_name="papersuite")
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RuntimeError: kaput" in err[0] and "traceback in" in err[0]
+    log = err[0].rsplit("traceback in ", 1)[1].rstrip(")")
+    assert "Traceback" in Path(log).read_text()
