@@ -4,7 +4,7 @@ rows, synthetic clips (geometric EF per level), note parser, optional fusion abl
     python benchmarks/hfassess.py                 # default: 3x5 CV (about 5 min on 2 cores)
     python benchmarks/hfassess.py --repeats 10    # the notes' 10x5 protocol (23 min at load 13-19 here)
     python benchmarks/hfassess.py --fusion        # + synthetic-cohort fusion ablation (MiniLM on CPU: slow)
-    python benchmarks/hfassess.py --only assess   # one part: notes, clips, uci, semi, assess, fusion
+    python benchmarks/hfassess.py --only assess   # one part: notes, clips, uci, semi, cleveland, assess, fusion
 Writes benchmarks/results/hfassess/{uci_RxF,semi_synthetic,clips,notes,fusion}.json + .md.
 The CNN clip benchmark is separate: benchmarks/hfassess_clips.py. Research use only.
 """
@@ -107,6 +107,18 @@ def semi_synthetic(repeats: int, folds: int, seed: int) -> None:
     print(md)
 
 
+def cleveland(repeats: int, folds: int, seed: int) -> None:
+    """Second tabular benchmark (coronary disease, num > 0): LR vs majority, same folds."""
+    from hfassess.report import fmt_ci, run_evaluation
+
+    r = run_evaluation("cleveland", folds=folds, repeats=repeats, n_boot=1000, leaky=False, seed=seed,
+                       models=("lr", "majority"))
+    rows = [{"model": k, **{m: fmt_ci(v[m]) for m in ("auroc", "brier", "mcc")}} for k, v in r["models"].items()]
+    md = f"# UCI Cleveland ({r['protocol']})\n\n" + markdown_table(rows)
+    write_results("hfassess", "cleveland", r, md)
+    print(md)
+
+
 def assess_speed(n: int, seed: int) -> None:
     """`assess` throughput after load: n validated records (UCI rows with GDMT fields) per call."""
     from hfassess import store
@@ -168,13 +180,13 @@ if __name__ == "__main__":
     ap.add_argument("--clips", type=int, default=60, help="test clips per level")
     ap.add_argument("--fusion", action="store_true")
     ap.add_argument("--fusion-n", type=int, default=400)
-    ap.add_argument("--only", choices=["notes", "clips", "uci", "semi", "assess", "fusion"], help="Run one part.")
+    ap.add_argument("--only", choices=["notes", "clips", "uci", "semi", "cleveland", "assess", "fusion"], help="Run one part.")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     pin_threads(1)
     parts = {"notes": lambda: notes(1000, a.seed), "clips": lambda: clips(a.clips, a.seed),
              "uci": lambda: uci(a.repeats, a.folds, a.seed), "semi": lambda: semi_synthetic(a.repeats, a.folds, a.seed),
-             "assess": lambda: assess_speed(1000, a.seed), "fusion": lambda: fusion(a.fusion_n, a.seed)}
+             "cleveland": lambda: cleveland(a.repeats, a.folds, a.seed), "assess": lambda: assess_speed(1000, a.seed), "fusion": lambda: fusion(a.fusion_n, a.seed)}
     chosen = [a.only] if a.only else [p for p in parts if p != "fusion" or a.fusion]
     for p in chosen:
         parts[p]()

@@ -56,7 +56,7 @@ def test_assess_matches_rules_and_reports_risk(model_dir, tmp_path):
 @pytest.mark.slow
 def test_evaluate_small(tmp_path):
     out = tmp_path / "eval.json"
-    r = runner.invoke(app, ["--quiet", "hf-assess", "evaluate", "--folds", "3", "--repeats", "1", "--n-boot", "50",
+    r = runner.invoke(app, ["--quiet", "hf-assess", "evaluate", "--folds", "2", "--repeats", "1", "--n-boot", "50",
                             "--no-leaky", "--plots", str(tmp_path / "plots"), "-o", str(out)])
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
@@ -76,19 +76,26 @@ def test_explain_and_synth(model_dir, tmp_path):
     assert r.exit_code == 0 and len((tmp_path / "s" / "notes.jsonl").read_text().splitlines()) == 5
 
 
-@pytest.mark.parametrize("record,needle", [
-    ({"ejection_fraction": 120}, "ejection_fraction=120"),
-    ({"age": -5}, "age=-5"),
-    ({"serum_creatinine": 110}, "umol/L"),
-    ({"serum_creatinine": {"value": 1, "unit": "g/L"}}, "unknown unit"),
-])
-def test_bad_input_exit_2_one_line_no_output(tmp_path, record, needle):
+BAD = [({"ejection_fraction": 120}, "ejection_fraction=120"), ({"age": -5}, "age=-5"),
+       ({"serum_creatinine": 110}, "umol/L"), ({"serum_creatinine": {"value": 1, "unit": "g/L"}}, "unknown unit")]
+
+
+def test_bad_input_exit_2_one_line_no_output_executable(tmp_path):
+    cases = tmp_path / "bad.jsonl"
+    cases.write_text(json.dumps(CASE) + "\n" + json.dumps(BAD[2][0]) + "\n")
+    out = tmp_path / "out.jsonl"
+    p = subprocess.run([str(EXE), "hf-assess", "assess", str(cases), "-o", str(out)], capture_output=True, text=True)
+    assert p.returncode == 2 and BAD[2][1] in p.stderr and f"{cases}:2" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("record,needle", BAD)
+def test_bad_input_exit_2_no_output(tmp_path, record, needle):
     cases = tmp_path / "bad.jsonl"
     cases.write_text(json.dumps(CASE) + "\n" + json.dumps(record) + "\n")
     out = tmp_path / "out.jsonl"
-    p = subprocess.run([str(EXE), "hf-assess", "assess", str(cases), "-o", str(out)], capture_output=True, text=True)
-    assert p.returncode == 2 and needle in p.stderr and f"{cases}:2" in p.stderr
-    assert len(p.stderr.strip().splitlines()) == 1 and not out.exists()
+    r = runner.invoke(app, ["hf-assess", "assess", str(cases), "-o", str(out)])
+    assert r.exit_code == 2 and needle in r.output and f"{cases}:2" in r.output and not out.exists()
 
 
 def test_missing_column_exit_2(tmp_path):

@@ -51,6 +51,6 @@ def test_permutation_importance_ranks_ef_and_creatinine_high():
     from hfassess.tabular import make_lr
 
     ds = load_data("uci-hf")
-    rows = permutation_global(make_lr, ds.X, ds.y, repeated_folds(ds.y, 3, 1), n_repeats=3)
+    rows = permutation_global(make_lr, ds.X, ds.y, repeated_folds(ds.y, 2, 1), n_repeats=2)
     top3 = [r["feature"] for r in rows[:3]]
     assert "ejection_fraction" in top3 and "serum_creatinine" in top3
