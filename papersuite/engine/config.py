@@ -32,6 +32,8 @@ class ModelConfig:
     mlp_bias: bool = False
     eos_token_id: tuple[int, ...] = ()
     model_type: str = "llama"
+    num_experts: int = 0  # > 0: a Mixtral-style sparse MoE replaces every MLP (engine/moe.py)
+    num_experts_per_tok: int = 2
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
@@ -52,7 +54,9 @@ class ModelConfig:
             max_position_embeddings=int(d.get("max_position_embeddings", 2048)),
             tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
             qkv_bias=attention_bias or model_type == "qwen2", o_bias=attention_bias,
-            mlp_bias=bool(d.get("mlp_bias", False)), eos_token_id=eos, model_type=model_type)
+            mlp_bias=bool(d.get("mlp_bias", False)), eos_token_id=eos, model_type=model_type,
+            num_experts=int(d.get("num_local_experts") or 0),
+            num_experts_per_tok=int(d.get("num_experts_per_tok") or 2))
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> "ModelConfig":

@@ -247,6 +247,29 @@ class BlockManager:
         seq.block_table = []
         seq.block_hashes = []
 
+    def truncate(self, seq: BlockOwner, num_tokens: int) -> None:
+        """KV rollback: keep only the first `num_tokens` computed tokens of `seq`.
+
+        Blocks wholly past the cut are released (tail first); a kept block that the cut makes
+        partial loses its prefix hash if this sequence owns it alone, so no later hit can read
+        the rejected tokens. `token_ids` is the caller's to trim.
+        """
+        if num_tokens < 0 or num_tokens > seq.num_computed_tokens:
+            raise ValueError(f"cannot truncate to {num_tokens} of {seq.num_computed_tokens} computed tokens")
+        keep = self.blocks_needed(num_tokens)
+        for bid in reversed(seq.block_table[keep:]):
+            self._release(self.blocks[bid])
+        del seq.block_table[keep:]
+        full = num_tokens // self.block_size
+        for i in range(full, min(len(seq.block_hashes), keep)):
+            block = self.blocks[seq.block_table[i]]
+            if block.ref_count == 1 and block.hash is not None:
+                if self.hash_to_block.get(block.hash) == block.block_id:
+                    del self.hash_to_block[block.hash]
+                block.hash, block.token_ids, block.tags = None, (), ()
+        del seq.block_hashes[full:]
+        seq.num_computed_tokens = num_tokens
+
     def fork(self, parent: BlockOwner, child: BlockOwner) -> None:
         """Let `child` share all of `parent`'s blocks (n > 1 samples); partial blocks copy on write."""
         assert not child.block_table, "child already holds blocks"

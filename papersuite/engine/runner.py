@@ -78,14 +78,21 @@ class ModelRunner:
         return torch.tensor(ids, device=dev), meta
 
     @torch.inference_mode()
-    def run(self, batch: ScheduledBatch) -> Tensor:
-        """One forward pass; returns fp32 logits `[rows that sample, vocab]` in batch order."""
+    def run(self, batch: ScheduledBatch, all_logits: bool = False) -> Tensor:
+        """One forward pass; returns fp32 logits `[rows that sample, vocab]` in batch order.
+
+        With `all_logits` it returns logits at every scheduled position `[T, vocab]` (rows back to
+        back, as scheduled): an extend step that appends n tokens per sequence and needs each of
+        them scored, e.g. speculative verification.
+        """
         input_ids, meta = self.build_metadata(batch)
         self.backend.prepare(meta)
         hidden = self.model(input_ids, meta.positions, self.kv_caches, meta, self.backend)
         last = hidden[meta.query_start_loc[1:] - 1]  # newest token of each row
         for hook in self.hooks:
             hook(batch, last)
+        if all_logits:
+            return self.model.compute_logits(hidden)
         samples = batch.samples
         if all(samples):
             return self.model.compute_logits(last)
