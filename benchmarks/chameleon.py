@@ -39,8 +39,10 @@ def spawn(wcfg, rcfg, threads: int) -> dict:
     from chameleon.commands import _spawn
 
     code, doc = _spawn(wcfg, rcfg, threads)
-    if code not in (0, 1):
+    if code not in (0, 1, 2):
         raise SystemExit(f"benchmark run failed ({rcfg.method}): {doc.get('message')}")
+    if "error" in doc:
+        print(f"  {rcfg.method}: {doc['error']}: {doc.get('message', '')[:200]}", flush=True)
     return doc
 
 
@@ -90,19 +92,26 @@ def section_main(args, W, R) -> dict:
     docs = {k: median_docs(v, key) for k, v in runs.items()}
     base = docs["none"]
     rows = [row(k, d, base, key) for k, d in docs.items()]
-    ck, cp = docs["checkpoint"]["summary"], docs["chameleon@checkpoint-peak"]["summary"]
-    oa = docs["offload-all"]["summary"]
-    derived = {"chameleon_vs_checkpoint_time_at_its_peak": cp[key] / ck[key],
-               "chameleon_peak_vs_checkpoint_peak": cp["peak_bytes"] / ck["peak_bytes"],
-               "offload_all_time_x_none": oa[key] / base["summary"][key],
-               "chameleon045_time_vs_offload_all": docs["chameleon@0.45"]["summary"][key] / oa[key],
-               "chameleon045_peak_vs_offload_all": docs["chameleon@0.45"]["summary"]["peak_bytes"] / oa["peak_bytes"]}
+    if any("error" in d for d in docs.values()):
+        derived = {}
+    else:
+        derived = _derived(docs, base, key)
     md = (f"### main ({args.device}, {fmt_cfg(wcfg)}, {args.steps} steps, {args.threads} threads, "
           f"metric {key})\n\n" + markdown_table(rows) + "\n\n" +
           "\n".join(f"- {k}: {v:.3f}" for k, v in derived.items()))
     write_results("chameleon", f"main_{args.device_tag}", {"config": wcfg.as_dict(), "rows": rows,
                                                            "derived": derived, "runs": docs}, md)
     return {"md": md, "derived": derived}
+
+
+def _derived(docs: dict, base: dict, key: str) -> dict:
+    ck, cp = docs["checkpoint"]["summary"], docs["chameleon@checkpoint-peak"]["summary"]
+    oa = docs["offload-all"]["summary"]
+    return {"chameleon_vs_checkpoint_time_at_its_peak": cp[key] / ck[key],
+               "chameleon_peak_vs_checkpoint_peak": cp["peak_bytes"] / ck["peak_bytes"],
+               "offload_all_time_x_none": oa[key] / base["summary"][key],
+               "chameleon045_time_vs_offload_all": docs["chameleon@0.45"]["summary"][key] / oa[key],
+               "chameleon045_peak_vs_offload_all": docs["chameleon@0.45"]["summary"]["peak_bytes"] / oa["peak_bytes"]}
 
 
 def section_dynamic(args, W, R) -> dict:
@@ -172,15 +181,15 @@ def section_profiler(args, W, R) -> dict:
     for _ in range(args.prof_steps):
         for arm in arms.values():
             one(arm)
-    mean = {k: statistics.fmean(a["cpu"][1:]) for k, a in arms.items()}
+    mean = {k: trimmed_mean(a["cpu"][1:]) for k, a in arms.items()}
     over_full = mean["full"] - mean["none"]
     over_phased = mean["phased"] - mean["none"]
     reduction = 1 - over_phased / over_full if over_full > 0 else float("nan")
     phases = [r.phase for r in arms["phased"]["cham"].reports_]
     rows = [{"arm": k, "mean_s": round(v, 4), "overhead_x": round(v / mean["none"] - 1, 4)}
             for k, v in mean.items()]
-    md = (f"### profiler cost ({fmt_cfg(wcfg)}, {args.prof_steps} steps each, interleaved, mean over "
-          f"steps >= 1)\n\n" + markdown_table(rows) +
+    md = (f"### profiler cost ({fmt_cfg(wcfg)}, {args.prof_steps} steps each, interleaved, 10%-trimmed "
+          f"mean over steps >= 1)\n\n" + markdown_table(rows) +
           f"\n\n- phased profiling overhead is {reduction:.1%} lower than full profiling every step "
           f"(paper: -84.25%); phased ran {phases.count('WARMUP') + phases.count('SEARCH')} full-profiled "
           f"steps of {len(phases)}")
@@ -190,6 +199,13 @@ def section_profiler(args, W, R) -> dict:
     write_results("chameleon", f"profiler_{args.device_tag}", {"config": wcfg.as_dict(), "rows": rows,
                                                                "reduction": reduction}, md)
     return {"md": md, "reduction": reduction}
+
+
+def trimmed_mean(xs: list[float], cut: float = 0.1) -> float:
+    """Mean without the slowest and fastest 10%: a loaded shared box adds one-sided spikes."""
+    xs = sorted(xs)
+    k = int(len(xs) * cut)
+    return statistics.fmean(xs[k: len(xs) - k] or xs)
 
 
 class _null:

@@ -160,14 +160,20 @@ class SwapExecutor:
         self.stats.swapped += 1
 
     def _guard(self) -> None:
-        """Past the budget: force-swap the largest resident storage saved in an earlier stage."""
-        if self.memory.current() <= self.guard_budget:
+        """Past the budget: force-swap resident storages of earlier stages, largest first, until
+        the bytes sent out cover the excess (the forward has let go of earlier stages' tensors)."""
+        excess = self.memory.current() - self.guard_budget
+        if excess <= 0:
             return
         here = self.tracker.current
-        resident = [h for h in self.handles if h.base is not None and h.stage != here and h.refs > 0]
-        if resident:
-            self._swap_out(max(resident, key=lambda h: h.nbytes))
+        resident = sorted((h for h in self.handles if h.base is not None and h.stage != here and h.refs > 0),
+                          key=lambda h: h.nbytes, reverse=True)
+        for h in resident:
+            if excess <= 0:
+                break
+            self._swap_out(h)
             self.stats.forced_swaps += 1
+            excess -= h.nbytes
 
     def _on_bwd_stage(self, stage: Stage) -> None:
         """Prefetch the swapped storages of the blocks `prefetch_blocks` below this one."""

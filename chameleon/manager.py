@@ -91,6 +91,7 @@ class Chameleon:
         self.budget_: int | None = int(self.budget_mib * MIB) if self.budget_mib else None
         self.strict_ = self.budget_ is not None
         self.margin_ = 0
+        self.guard_extra_ = 0  # learnt in WARMUP: how far backward rises above the forward guard
         self.policy_: Policy | None = None
         self.policy_sig_: Signature | None = None
         self.last_sig_: Signature | None = None
@@ -135,7 +136,7 @@ class Chameleon:
         matcher = Matcher(policy.entries if policy else frozenset())
         ex = self.executor_
         ex.prefetch_blocks = policy.prefetch_blocks if policy else 0
-        ex.guard_budget = self.budget_ - self.margin_ if self.budget_ else None
+        ex.guard_budget = self.budget_ - self.margin_ - self.guard_extra_ if self.budget_ else None
         known = {(k[0], k[1], k[2]) for k in self.policy_sig_.stages} if self.policy_sig_ else set()
         self.unplanned_ = 0
 
@@ -177,9 +178,11 @@ class Chameleon:
         self.regenerations_ += 1
         if not self.floor_checked_:
             self.floor_checked_ = True
-            if self.strict_ and pol.floor > self.budget_:
+            floor = min(pol.floor, generate(profile, self.budget_, self.tier.bandwidth, self.overlap,
+                                            self.margin_, self.min_bytes, distances=(0,)).floor)
+            if self.strict_ and floor > self.budget_:
                 raise BudgetError(f"budget {self.budget_ / MIB:.0f} MiB is below the unswappable floor "
-                                  f"of {pol.floor / MIB:.0f} MiB (gradients, parameters, one layer's "
+                                  f"of {floor / MIB:.0f} MiB (gradients, parameters, one layer's "
                                   f"working set); raise the budget")
         return pol
 
@@ -189,6 +192,10 @@ class Chameleon:
                          matcher.hit_rate() if self.policy_ is not None else None, unplanned=self.unplanned_)
         sig = matcher.signature
         machine = self.phases_
+        if phase == WARMUP and self.budget_:
+            over = self.memory.peak() - (self.budget_ - self.margin_ - self.guard_extra_)
+            if over > 0 and self.memory.peak() > self.budget_:
+                self.guard_extra_ = min(self.guard_extra_ + over, self.budget_ // 2)
         if phase == WARMUP:
             similar = self.last_sig_ is not None and self.detector_.compare(sig, self.last_sig_) is None
             self.last_sig_ = sig

@@ -60,11 +60,15 @@ def generate(profile: Profile, budget: int, bandwidth: tuple[float, float], over
     best: Policy | None = None
     for d in distances:
         pol = _greedy(profile, budget, bandwidth, overlap, margin, min_bytes, d)
-        if best is None or (pol.feasible, -pol.sim.stall_seconds, -d) > \
-                (best.feasible, -best.sim.stall_seconds, -best.prefetch_blocks):
+        if best is None or _rank(pol) > _rank(best):
             best = pol
     assert best is not None
     return best
+
+
+def _rank(p: Policy) -> tuple:
+    """Feasible first; then least stall (feasible) or lowest predicted peak; then nearer prefetch."""
+    return (p.feasible, -p.sim.stall_seconds if p.feasible else -p.predicted_peak, -p.prefetch_blocks)
 
 
 def _greedy(profile: Profile, budget: int, bandwidth, overlap: bool, margin: int, min_bytes: int,
@@ -77,7 +81,7 @@ def _greedy(profile: Profile, budget: int, bandwidth, overlap: bool, margin: int
     for c, (lo, hi) in zip(cands, ranges):
         if lo < hi:
             floor_curve[lo:hi] -= c.nbytes
-    floor = int(floor_curve.max(initial=0)) + profile.transient
+    floor = int(floor_curve.max(initial=0)) + profile.transient  # at this prefetch distance
     pred = mem.copy()
     chosen: list[Candidate] = []
     taken = [False] * len(cands)
