@@ -97,6 +97,12 @@ class _Classed:
 
 
 class ClassedSim(_Classed, SimInstance):
+    def step(self):
+        out = super().step()
+        if out.features is None and self.has_unfinished():  # nothing fits (e.g. blocks short): idle tick,
+            out.duration = max(out.duration, self.cost_model.intercept_, 1e-3)  # so arrivals still come in
+        return out
+
     def _abort(self, seq) -> None:
         self.scheduler.finish(seq, "abort")
 

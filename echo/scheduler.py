@@ -252,10 +252,14 @@ class CoServePolicy:
             candidates.append((dict(alloc), list(rows), grow_left))
         feasible = [c for c in candidates if time_of(c[1]) <= budget_s]
         if feasible:
-            best = max(feasible, key=lambda c: sum(c[0].values()))  # first (least change) on ties
+            best = max(feasible, key=lambda c: sum(c[0].values()))[0]  # first (least change) on ties
         else:
-            best = min(candidates, key=lambda c: time_of(c[1]))
-        return best[0]
+            best = min(candidates, key=lambda c: time_of(c[1]))[0]
+        if not best and not online_rows:  # progress guarantee: an empty step would stall the engine
+            first = (decodes or prefills or [s for s in scan if slots > 0] or [None])[0]
+            if first is not None:
+                best = {first.seq_id: max(1, min(self.min_chunk, first.num_tokens - first.num_computed_tokens))}
+        return best
 
     def _fit(self, remaining: int, context: int, rows, tokens_left: int, budget_s: float) -> int:
         n = min(remaining, tokens_left)

@@ -127,3 +127,28 @@ def test_bad_batch_through_executable(tmp_path):
                        cwd=ROOT, timeout=60)
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and f"{bad}:2" in p.stderr and "duplicate custom_id" in p.stderr
+
+
+@pytest.mark.slow
+def test_measured_replay_results_equal_plain_greedy_engine(tiny_llama, tmp_path):
+    """Co-serving changes when offline work runs, never what it computes (greedy, forced lengths)."""
+    from papersuite.engine.engine import LLMEngine
+
+    batch = tmp_path / "b.jsonl"
+    prompts = [[100 + (7 * i + j) % 300 for j in range(20)] + [400 + i] * 12 for i in range(6)]
+    batch.write_text("".join(json.dumps({"custom_id": f"j{i}", "url": "/v1/completions",
+                                         "body": {"prompt": p, "max_tokens": 5, "ignore_eos": True}}) + "\n"
+                             for i, p in enumerate(prompts)))
+    _replay(["--policy", "echo", "--offline", str(batch), "--clock", "measured", "--model", tiny_llama,
+             "--duration", "1.5", "--kv-tokens", "2048", "--results", str(tmp_path / "R")])
+    got = {json.loads(x)["custom_id"]: json.loads(x)["response"]["body"]["token_ids"]
+           for x in (tmp_path / "R" / "echo.jsonl").read_text().splitlines()}
+    assert got, "no offline job finished inside the window"
+    engine = LLMEngine(tiny_llama)
+    for cid, tokens in got.items():
+        p = prompts[int(cid[1:])]
+        seq = engine.add_request(None, SamplingParams(max_tokens=5, ignore_eos=True, temperature=0.0),
+                                 prompt_token_ids=p)
+        while not seq.is_finished:
+            engine.step()
+        assert tokens == seq.output_token_ids, cid
