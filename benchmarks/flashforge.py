@@ -3,6 +3,7 @@
     python benchmarks/flashforge.py                 # full CPU suite (about 5 min on 2 loaded cores)
     python benchmarks/flashforge.py --quick         # the four quick scenarios
     python benchmarks/flashforge.py --device cuda   # the same suite on a GPU (adds the Triton column)
+    python benchmarks/flashforge.py --scenario none --e2e --threads 2 --name e2e_cpu   # SmolLM2 only
 
 Per scenario: default paged decode (the engine's), dense SDPA (KV materialised before timing), the
 two-level cascade and FlashForge (`impl="auto"`; `shared` = the torch shared path forced), timed
@@ -57,7 +58,8 @@ def goals(rows: list[dict]) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--scenario", action="append", default=[], help="run only these (repeatable)")
+    ap.add_argument("--scenario", action="append", default=[],
+                    help="run only these (repeatable); 'none' runs no kernel scenario")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--dtype", default=None, help="fp32 (CPU default) | fp16 | bf16 (CUDA default)")
     ap.add_argument("--repeats", type=int, default=10)
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dtype = args.dtype or ("bf16" if device.startswith("cuda") else "fp32")
     names = args.scenario or (QUICK if args.quick else SUITE)
+    names = [n for n in names if n != "none"]            # `--scenario none --e2e`: end to end only
     c = constants("cuda" if device.startswith("cuda") else "cpu")
     flags = " ".join(f for f in cpu_flags().split() if f.startswith(("avx", "amx", "fma", "f16c")))
     print(f"# {cpu_model()} | flags: {flags} | threads {args.threads} | device {device} | dtype {dtype}",
