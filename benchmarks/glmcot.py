@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--retrieval-delay-ms", type=float, default=200.0, help="pipelining ablation (0: skip)")
+    ap.add_argument("--name", default="glmcot", help="results file name under benchmarks/results/glmcot/")
     args = ap.parse_args(argv)
     pin_threads(args.threads)
 
@@ -105,6 +106,8 @@ def main(argv=None) -> int:
 
     # 2. engine latency (concurrency 1), interleaved per question, after a warm-up
     n = 2 if args.quick else args.sample
+    if n < 1:
+        raise SystemExit("--sample must be >= 1")
     picks = [dev[i] for i in (10, 110, 30, 150, 60, 90, 0, 170)][:n] if n <= 8 else dev[5::10][:n]
     run([dev[40]], {"backend": "engine", "system": "glm"})  # warm-up (untimed)
     rows, wall = run(picks, {"backend": "engine"})
@@ -179,9 +182,9 @@ def main(argv=None) -> int:
     env = environment()
     md = ("# GLM vs Graph-CoT (oracle driver, SmolLM2-135M tokenizer / engine on CPU)\n\n"
           + markdown_table(table, ["metric", "graphcot", "glm", "ratio", "paper"]) + "\n\nPer level (structural):\n\n"
-          + markdown_table(lv) + pipe_md + f"\n\nEnvironment: {env}\n\nCommand: `python benchmarks/glmcot.py"
-          + (" --quick" if args.quick else "") + "`\n")
-    path = write_results("glmcot", "glmcot", out, md)
+          + markdown_table(lv) + pipe_md + f"\n\nEnvironment: {env}\n\nCommand: `python benchmarks/glmcot.py "
+          + " ".join(sys.argv[1:] if argv is None else argv) + "`\n")
+    path = write_results("glmcot", args.name, out, md)
     print(md)
     print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -5,7 +5,6 @@ Heavy imports (torch, transformers, xgrammar) happen inside the commands.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -253,7 +252,3 @@ def score(
     write_json(output, summary)
     table([{"system": s, **v["overall"]} for s, v in summary.items()], title="glm score")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    app()
-    sys.exit(0)

@@ -20,7 +20,7 @@ class NullBackend:
 
     model_name = "null"
 
-    def force(self, messages, completion, spans=None):
+    def force(self, messages, completion, spans=None, on_text=None):
         return Completion(completion, 1, 1, 0.0)
 
 
