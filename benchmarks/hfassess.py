@@ -157,8 +157,11 @@ def fusion(n: int, seed: int) -> None:
     cohort = make_cohort(n=n, seed=seed)
     feats = modality_features(cohort, level=1)
     t_feats = time.perf_counter() - t0
-    probe = cross_val_predict(LogisticRegression(C=0.5, max_iter=2000), feats["text"], cohort.non_adherent,
-                              cv=5, method="predict_proba")[:, 1]
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000)),
+                              feats["text"], cohort.non_adherent, cv=5, method="predict_proba")[:, 1]
     probe_auc = float(roc_auc_score(cohort.non_adherent, probe))
     r = run_ablation(folds=5, repeats=1, seed=seed, feats=feats, cohort=cohort)
     r["minilm_probe_non_adherence_auroc"] = probe_auc
