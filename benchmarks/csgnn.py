@@ -207,6 +207,7 @@ def main() -> None:
     ap.add_argument("--sections", default="expressivity,brec,tu,cost")
     ap.add_argument("--datasets", default=None, help="TU sets for the tu section (comma list)")
     ap.add_argument("--models", default="csgnn,gin")
+    ap.add_argument("--cost-datasets", default=None, help="sets for the cost section (comma list)")
     ap.add_argument("--folds", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--cycle-len", type=int, default=8)
@@ -227,7 +228,8 @@ def main() -> None:
     args.folds = args.folds or (10 if full else 3)
     args.epochs = args.epochs or (200 if full else 30)
     args.seeds = args.seeds or (5 if full else 2)
-    args.cost_datasets = ["MUTAG", "PTC_MR", "PROTEINS", "NCI1", "IMDB-BINARY", "ENZYMES"] if full else ["MUTAG", "PTC_MR"]
+    args.cost_datasets = args.cost_datasets.split(",") if args.cost_datasets else (
+        ["MUTAG", "PTC_MR", "PROTEINS", "NCI1", "IMDB-BINARY", "ENZYMES"] if full else ["MUTAG", "PTC_MR"])
     tmp = tempfile.TemporaryDirectory()
     args.cache = args.cache or tmp.name
     sections = args.sections.split(",")
