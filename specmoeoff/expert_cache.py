@@ -27,16 +27,17 @@ class ExpertCache:
     """LRU slots per layer over a slow `ExpertStore`; counts hits, misses and I/O wait."""
 
     def __init__(self, store: ExpertStore, num_layers: int, num_experts: int, slots: int,
-                 prefetch: PrefetchPolicy | None = None) -> None:
+                 prefetch: PrefetchPolicy | None = None, top_k: int = 2) -> None:
         if not 1 <= slots <= num_experts:
             raise ValueError(f"cache slots must be in 1..{num_experts}, got {slots}")
         self.store, self.num_layers, self.num_experts, self.slots = store, num_layers, num_experts, slots
+        self.top_k = top_k
         self.prefetch_policy = prefetch
         self.lru: list[OrderedDict[int, Pair]] = [OrderedDict() for _ in range(num_layers)]
         self.pending: dict[tuple[int, int], Future] = {}
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=1) if prefetch is not None else None
-        self.hits = self.misses = self.prefetched_hits = 0
+        self.hits = self.misses = self.prefetched_hits = self.wasted = 0
         self.io_wait = 0.0  # seconds the compute thread waited on loads
 
     # -- ExpertProvider -----------------------------------------------------------------------
@@ -69,7 +70,15 @@ class ExpertCache:
             self.io_wait += time.perf_counter() - t0
             out[e] = pair
             self._insert(layer, e, pair)
+        for key in [key for key in self.pending if key[0] == layer]:  # streamed but not needed: dropped
+            self.pending.pop(key).cancel()
+            self.wasted += 1
         return out
+
+    def set_prefetch(self, policy: PrefetchPolicy | None) -> None:
+        self.prefetch_policy = policy
+        if policy is not None and self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=1)
 
     # -- slots ---------------------------------------------------------------------------------
     def _insert(self, layer: int, expert: int, pair: Pair) -> None:
@@ -91,6 +100,7 @@ class ExpertCache:
     def counters(self) -> dict:
         total = self.hits + self.misses + self.prefetched_hits
         return {"hits": self.hits, "misses": self.misses, "prefetched": self.prefetched_hits,
+                "wasted_prefetches": self.wasted,
                 "hit_rate": self.hits / total if total else 0.0, "loads": self.store.loads,
                 "bytes": self.store.bytes_read, "io_wait_s": self.io_wait}
 

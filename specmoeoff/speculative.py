@@ -73,6 +73,7 @@ class SpecStats:
     verify_s: float = 0.0
     prefill_s: float = 0.0
     ks: list[int] = field(default_factory=list)
+    prefill_io: tuple = ()  # whatever the caller's probe returned right after prefill
     row_iterations: int = 0  # sum over iterations of the requests active in it
 
     @property
@@ -117,7 +118,10 @@ class SpeculativeDecoder:
 
     @torch.inference_mode()
     def generate(self, prompts: Seq[Seq[int]], max_tokens: int = 64, eos: Seq[int] = (),
-                 on_iteration: Callable[[SpecStats], None] | None = None) -> tuple[list[list[int]], SpecStats]:
+                 on_iteration: Callable[[SpecStats], None] | None = None,
+                 probe: Callable[[], tuple] | None = None) -> tuple[list[list[int]], SpecStats]:
+        """Token ids per prompt and the run's counters; `probe()` is recorded right after prefill
+        (I/O counters, so that prefill's expert loads can be left out of per-token figures)."""
         stats = SpecStats()
         eos = set(eos)
         tgt = [Sequence(list(p), params=None) for p in prompts]
@@ -130,6 +134,8 @@ class SpeculativeDecoder:
         if self.draft is not None:
             self.draft.step(dft)
         stats.prefill_s = time.perf_counter() - t0
+        if probe is not None:
+            stats.prefill_io = probe()
         active = [i for i in range(len(prompts)) if not self._done(outs[i], max_tokens, eos)]
         while active:
             k = self.k if isinstance(self.k, int) else self.k(len(active), stats)
