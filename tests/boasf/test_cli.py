@@ -46,8 +46,9 @@ def _key(r):
     return (r["arm"], r["round"], json.dumps(r["params"], sort_keys=True), r["status"], r["score"])
 
 
-@pytest.mark.parametrize("data,extra", [("iris", ["--models", "lr,sgd,knn,dt,gnb,lda"]), pytest.param("credit-g", ["--models", "lr,dt,gnb,lda"],
-                                                                      marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("data,extra", [("iris", ["--models", "lr,sgd,knn,dt,gnb,lda"]),
+                                        ("credit-g", ["--models", "lr,dt,gnb,lda"])])
 def test_same_seed_same_trial_log(tmp_path, iris_csv, data, extra):
     path = iris_csv if data == "iris" else DATA / "credit-g.csv"
     logs = []
