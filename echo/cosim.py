@@ -11,6 +11,7 @@ split into an online and an offline pool), `slo-budget`, `echo` (see `echo.sched
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -157,7 +158,7 @@ def _placement(name: str, n: int, prompt_ids: dict):
         if req.tags.get("class") == "offline":
             lo, hi = (n_on, n) if name == "separate" else (0, n)
             ids = prompt_ids[req.id]
-            key = hash(tuple(ids[:16])) if len(ids) >= 16 else hash(req.id)
+            key = zlib.crc32(repr(ids[:16] if len(ids) >= 16 else req.id).encode())  # stable across processes
             return lo + key % (hi - lo)
         counter["i"] = (counter["i"] + 1) % n_on
         return counter["i"]
@@ -250,7 +251,8 @@ def meets_slo(m: dict, reference: dict | None, floor: float = 0.99, slack: float
     return att >= min(floor, ref - slack) - 1e-12
 
 
-TUNE_GRID = {"priority": [{"max_num_seqs": k, "max_num_batched_tokens": t} for k in (2, 8, 32) for t in (64, 256, 512)],
+TUNE_GRID = {"priority": [{"max_num_seqs": k, "max_num_batched_tokens": t} for k in (2, 8, 32)
+                          for t in (16, 32, 64, 256, 512)],
              "slo-budget": [{"safety": s} for s in (0.5, 0.7, 0.9, 1.0)],
              "separate": [{}]}
 
@@ -275,11 +277,12 @@ def compare(names: list[str], online: list, offline: list, prompt_ids: dict, set
             knobs, best = max(good, key=lambda t: (meets_slo(t[1], ref), t[1]["offline_tokens_per_s"]))
             if cb is not None:  # rerun the chosen setting to write its results
                 best = public(run_policy(name, online, offline, prompt_ids, setup, duration, cb, knobs))
-            best = best | {"tuned": knobs, "trials": [{"knobs": k, "offline_tokens_per_s": t["offline_tokens_per_s"],
+            best = best | {"tuned": knobs, "meets_slo": meets_slo(best, ref), "trials": [{"knobs": k, "offline_tokens_per_s": t["offline_tokens_per_s"],
                                                         "online_slo_attainment": t["online_slo_attainment"]}
                                                        for k, t in trials]}
         else:
             best = public(run_policy(name, online, offline, prompt_ids, setup, duration, cb))
+            best["meets_slo"] = name == "online-only" or meets_slo(best, ref)
         if name == "online-only":
             ref = best
         if name in names:
