@@ -122,7 +122,7 @@ def section_dynamic(args, W, R) -> dict:
     from chameleon.workloads import build
 
     params = sum(p.numel() * p.element_size() for p in build(wcfg, "cpu").model.parameters()) / MIB
-    capacity = math.ceil(0.8 * ref["summary"]["peak_bytes"] / MIB + 2.5 * params)
+    capacity = math.ceil(ref["summary"]["peak_bytes"] / MIB + 2.5 * params)
     docs = {"none (no cap)": ref}
     for m in ("static", "chameleon"):
         docs[m] = spawn(wcfg, R(method=m, steps=args.dyn_steps, device=args.device, budget_mib=budget,

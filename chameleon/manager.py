@@ -93,6 +93,7 @@ class Chameleon:
         self.margin_ = 0
         self.guard_extra_ = 0  # learnt in WARMUP: how far backward rises above the forward guard
         self.policy_: Policy | None = None
+        self.last_profile_ = None
         self.policy_sig_: Signature | None = None
         self.last_sig_: Signature | None = None
         self.best_: tuple[float, Policy, Signature] | None = None
@@ -105,6 +106,16 @@ class Chameleon:
         (a fraction of a measured peak, a capacity) is met as closely as swapping can."""
         self.budget_ = int(nbytes)
         self.strict_ = strict
+        if self.policy_ is None and self.last_profile_ is not None:
+            self._provisional(self.last_profile_)
+
+    def _provisional(self, profile) -> None:
+        """A policy from the last WARMUP profile, so the remaining WARMUP steps are not guarded by
+        forced swaps alone; replaced by the full plan once the sequence is seen to repeat."""
+        self.policy_ = generate(profile, self.budget_, self.tier.bandwidth, self.overlap, self.margin_,
+                                self.min_bytes)
+        self.policy_sig_ = profile.signature
+        self.regenerations_ += 1
 
     @property
     def phase(self) -> str:
@@ -200,14 +211,16 @@ class Chameleon:
             similar = self.last_sig_ is not None and self.detector_.compare(sig, self.last_sig_) is None
             self.last_sig_ = sig
             ready = machine.after_warmup_step(similar)
+            profile = self.last_profile_ = self._profile(recorder, bwd_op, seconds)
             if self.budget_ is None:
                 machine.phase = WARMUP  # nothing to plan for until the caller sets a budget
-            else:
-                if ready:  # the first plan also checks the floor (step 0 has one-off costs)
-                    profile = self._profile(recorder, bwd_op, seconds)
-                    self.policy_, self.policy_sig_ = self._plan(profile), sig
-                    self.best_ = None
-                    rep.regenerated = True
+            elif ready:  # the first full plan also checks the floor (step 0 has one-off costs)
+                self.policy_, self.policy_sig_ = self._plan(profile), sig
+                self.best_ = None
+                rep.regenerated = True
+            elif self.policy_ is None:
+                self._provisional(profile)
+                rep.regenerated = True
         elif phase == SEARCH:
             reason = self.detector_.compare(sig, self.policy_sig_)
             if reason:
