@@ -81,7 +81,10 @@ class SparseMoeBlock(nn.Module):
         needed = torch.unique(flat).tolist()
         self.last_experts = needed
         experts = self.provider.fetch(self.layer, needed)
-        out = torch.zeros_like(x)
+        # the weighted sum is accumulated one precision up: with equal experts (upcycling at eps 0)
+        # it then rounds back to exactly the dense MLP's output (weights sum to 1)
+        acc = torch.float64 if x.dtype == torch.float32 else torch.float32
+        out = torch.zeros(x.shape, dtype=acc, device=x.device)
         order = torch.argsort(flat, stable=True)
         counts = torch.bincount(flat, minlength=self.num_experts).tolist()
         start = 0
@@ -93,9 +96,9 @@ class SparseMoeBlock(nn.Module):
             start += n
             tok, slot = sel // self.top_k, sel % self.top_k
             gate_up, down = experts[e]
-            y = expert_ffn(x[tok], gate_up, down) * weights[tok, slot, None]
-            out.index_add_(0, tok, y.to(out.dtype))
-        return out
+            y = expert_ffn(x[tok], gate_up, down).to(acc) * weights[tok, slot, None].to(acc)
+            out.index_add_(0, tok, y)
+        return out.to(x.dtype)
 
 
 class MixtralModel(LlamaModel):
