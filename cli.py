@@ -108,7 +108,8 @@ serve_app.add_typer(ares_app, name="ares")
 from echo.commands import app as echo_app  # noqa: E402
 serve_app.add_typer(echo_app, name="echo")
 __import__("echo.registration").registration.register()  # "echo" scheduler + KV policy for serve api
-# [specmoeoff]
+from specmoeoff.commands import app as specmoeoff_app  # noqa: E402
+serve_app.add_typer(specmoeoff_app, name="specmoeoff")
 from chameleon.commands import app as chameleon_app  # noqa: E402
 train_app.add_typer(chameleon_app, name="chameleon")
 from odyssey.commands import app as odyssey_app  # noqa: E402

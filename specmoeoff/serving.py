@@ -13,6 +13,7 @@ import torch
 
 from specmoeoff.speculative import SpeculativeDecoder, SpecStats
 from specmoeoff.system import load_offloaded
+from specmoeoff.verify_attention import VerifyAttentionBackend
 
 
 def draft_folder(store: str | Path) -> Path:
@@ -75,7 +76,7 @@ def run_system(store_dir: str | Path, prompts: list[list[int]], system: str = "s
     for b0 in range(0, len(prompts), batch_size):
         batch = prompts[b0:b0 + batch_size]
         dec = SpeculativeDecoder(off.model, draft, k=choose, num_blocks=blocks, temperature=temperature,
-                                 seed=seed + b0)
+                                 seed=seed + b0, target_backend=VerifyAttentionBackend())
         got, st = dec.generate(batch, max_tokens, eos, probe=lambda: (off.store.loads, off.store.bytes_read))
         outs.extend(got)
         loads += off.store.loads - st.prefill_io[0]

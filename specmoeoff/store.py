@@ -141,14 +141,19 @@ def load_expert_file(path: Path) -> tuple[Tensor, Tensor]:
     return t["gate_up"], t["down"]
 
 
-def export_hf(store: str | Path, out: str | Path) -> Path:
-    """A `MixtralForCausalLM` folder (fused transformers-5 layout) holding every expert in fp32."""
+def export_hf(store: str | Path, out: str | Path, num_layers: int | None = None) -> Path:
+    """A `MixtralForCausalLM` folder (fused transformers-5 layout) holding every expert in fp32.
+
+    `num_layers` keeps only the first layers (a cheaper reference for a large store)."""
     from safetensors.torch import load_file
 
     store, out = Path(store), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = json.loads((store / "config.json").read_text())
-    state = {k: v for k, v in load_file(str(store / "dense.safetensors")).items()}
+    if num_layers is not None:
+        cfg["num_hidden_layers"] = min(num_layers, cfg["num_hidden_layers"])
+    state = {k: v for k, v in load_file(str(store / "dense.safetensors")).items()
+             if not k.startswith("model.layers.") or int(k.split(".")[2]) < cfg["num_hidden_layers"]}
     for i in range(cfg["num_hidden_layers"]):
         pairs = [load_expert_file(store / expert_file(i, e)) for e in range(cfg["num_local_experts"])]
         state[f"model.layers.{i}.mlp.experts.gate_up_proj"] = torch.stack([p[0].float() for p in pairs])
