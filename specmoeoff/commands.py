@@ -241,3 +241,82 @@ def check(
     _emit(result, None, as_json)
     if not result["ok"]:
         raise typer.Exit(1)
+
+
+def _bench_prompts(prompts: Optional[str], n: int) -> list[dict]:
+    records = _read_prompts(None, prompts)
+    return [records[i % len(records)] for i in range(n)] if prompts is None else records
+
+
+@app.command("bench")
+def bench(
+    model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+    systems: str = typer.Option("plain,prefetch,lightning,specmoeoff", "--systems",
+                                help="Comma-separated: plain, prefetch, lightning, specmoeoff."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="JSONL prompts (default: embedded, batch-size many)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Requests decoded together."),
+    cache_slots: int = typer.Option(2, "--cache-slots", help="Fast-tier slots per layer (1..E)."),
+    tier: str = typer.Option("throttled:1", "--tier", help="cold | warm | ram | throttled:GBPS."),
+    k: str = typer.Option("auto", "--k", help="specmoeoff's draft length (0..16 or auto)."),
+    max_tokens: int = typer.Option(16, "--max-tokens", min=1, help="New tokens per request (EOS ignored)."),
+    repeats: int = typer.Option(1, "--repeats", min=1, help="Interleaved repeats (median)."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the JSON result here."),
+    as_json: bool = typer.Option(False, "--json", help="One-line JSON on stdout."),
+) -> None:
+    """Decode tokens/s of every system on the same store, slot budget, batch and prompts."""
+    from specmoeoff.system import SYSTEMS
+
+    _check_common(k, cache_slots, tier, model)
+    names = [s.strip() for s in systems.split(",") if s.strip()]
+    bad = [s for s in names if s not in SYSTEMS]
+    if bad or not names:
+        raise UserError(f"--systems: unknown {', '.join(bad) or '(none)'}; known: {', '.join(SYSTEMS)}")
+    records = _bench_prompts(prompts, batch_size)
+    store = _store(model)
+    from papersuite.bench import environment, pin_threads
+    from papersuite.progress import table
+    from specmoeoff.serving import encode_prompts
+    from specmoeoff.tuning import compare
+
+    pin_threads(1)
+    ids = encode_prompts(store, records)
+    res = compare(store, ids, names, repeats=repeats, k=k if k == "auto" else int(k), batch_size=batch_size,
+                  slots=cache_slots, tier=tier, max_tokens=max_tokens)
+    res["environment"] = environment()
+    table([{"system": s, "tok/s": round(d["tokens_per_s"], 2), "loads/tok": round(d["expert_loads_per_token"], 2),
+             "hit": round(d["hit_rate"], 3), "tok/iter": round(d["tokens_per_iteration"], 2)}
+           for s, d in res["systems"].items()])
+    _emit(res, output, as_json)
+
+
+@app.command("tune")
+def tune(
+    model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="JSONL prompts (default: embedded)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Requests decoded together."),
+    cache_slots: int = typer.Option(2, "--cache-slots", help="Fast-tier slots per layer (1..E)."),
+    tier: str = typer.Option("throttled:1", "--tier", help="cold | warm | ram | throttled:GBPS."),
+    ks: str = typer.Option("0,1,2,3,4,6", "--ks", help="Draft lengths to sweep (comma-separated, 0..16)."),
+    max_tokens: int = typer.Option(16, "--max-tokens", min=1, help="New tokens per request."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the JSON result here."),
+    as_json: bool = typer.Option(False, "--json", help="One-line JSON on stdout."),
+) -> None:
+    """k*, tau(k), estimated vs measured iteration time, and the optimizer's regret vs a k sweep."""
+    try:
+        k_list = sorted({int(x) for x in ks.split(",") if x.strip()})
+    except ValueError:
+        raise UserError(f"--ks must be comma-separated integers, got {ks!r}") from None
+    if not k_list or k_list[0] < 0 or k_list[-1] > 16:
+        raise UserError(f"--ks values must be in 0..16, got {ks!r}")
+    _check_common(None, cache_slots, tier, model)
+    records = _bench_prompts(prompts, batch_size)
+    store = _store(model)
+    from papersuite.bench import pin_threads
+    from specmoeoff.serving import encode_prompts
+    from specmoeoff.tuning import sweep_k
+
+    pin_threads(1)
+    ids = encode_prompts(store, records)
+    res = sweep_k(store, ids, ks=tuple(k_list), batch_size=batch_size, slots=cache_slots, tier=tier,
+                  max_tokens=max_tokens)
+    _emit(res, output, as_json)

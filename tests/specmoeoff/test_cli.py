@@ -98,3 +98,24 @@ def test_check_reports_ok(tiny_store):
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["ok"] and res["greedy_identical"] and res["hf_max_abs_diff"] <= 1e-4
+
+
+def test_bench_and_tune_smoke(tiny_store, tmp_path):
+    out = tmp_path / "bench.json"
+    r = invoke("bench", "--model", tiny_store, "--batch-size", "3", "--max-tokens", "6", "--tier", "ram",
+               "--cache-slots", "1", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    assert set(res["systems"]) == {"plain", "prefetch", "lightning", "specmoeoff"}
+    assert all(res["greedy_identical_to_plain"].values())
+    assert res["ratios"]["specmoeoff/best_peer"] > 0
+    r = invoke("tune", "--model", tiny_store, "--batch-size", "2", "--max-tokens", "6", "--tier", "ram",
+               "--ks", "0,1,2", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["k_star"] in (0, 1, 2) and 0 <= res["optimizer_regret"] <= 1
+
+
+def test_bench_unknown_system(tiny_store):
+    r = invoke("bench", "--model", tiny_store, "--systems", "plain,fiddler")
+    assert r.exit_code == 2 and "fiddler" in r.output
