@@ -316,7 +316,8 @@ def main() -> None:
                f"{', ' + env['gpu'] if 'gpu' in env else ''}, total {time.time() - t0:.0f} s.\n"
                "CPU: 'device' = process private memory (VmHWM - RSS at step start), 'host' = a file "
                "tier in the page cache; copies are CPU work, no overlap is claimed.\n\n" + "\n\n".join(parts))
-    write_results("chameleon", f"summary_{args.device_tag}{'_full' if args.full else ''}",
+    tag = "" if not args.sections else "_" + "_".join(sections)
+    write_results("chameleon", f"summary_{args.device_tag}{'_full' if args.full else ''}{tag}",
                   {"sections": sections}, summary)
     print(f"total {time.time() - t0:.0f} s")
 

@@ -125,4 +125,6 @@ def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno == 12:
         return True
     msg = str(exc)
-    return isinstance(exc, RuntimeError) and ("can't allocate memory" in msg or "out of memory" in msg)
+    # oneDNN reports a failed scratchpad allocation as "could not create a primitive"
+    return isinstance(exc, RuntimeError) and any(
+        k in msg for k in ("can't allocate memory", "out of memory", "could not create a primitive"))
