@@ -41,11 +41,13 @@ def expressivity(args) -> tuple[list[dict], list[dict]]:
             ("sr291467", 6), ("sr401224", 6)]
     if args.full:
         sets += [("CEXP", 8), ("sr361446", 6), ("sr351899", 6), ("sr351668", 6)]
+    if args.expr_sets:
+        sets = [(s.split(":")[0], int(s.split(":")[1]) if ":" in s else 8) for s in args.expr_sets.split(",")]
     rows, raw = [], []
     for name, L in sets:
         gset = data.load(name)
         for model, faithful in (("csgnn", False), ("csgnn", True), ("gin", False)):
-            if faithful and not args.full and name not in ("EXP", "SR25", "CSL"):
+            if faithful and not args.full and name not in ("EXP", "SR25", "CSL", "CEXP"):
                 continue
             cfg = ModelConfig(model=model, cycle_len=L, faithful=faithful, hidden=16 if faithful else 32,
                               layers=max(4, L // 2 + 1) if faithful else 4)
@@ -207,6 +209,7 @@ def main() -> None:
     ap.add_argument("--sections", default="expressivity,brec,tu,cost")
     ap.add_argument("--datasets", default=None, help="TU sets for the tu section (comma list)")
     ap.add_argument("--models", default="csgnn,gin")
+    ap.add_argument("--expr-sets", default=None, help="expressivity sets as NAME:L (comma list)")
     ap.add_argument("--cost-datasets", default=None, help="sets for the cost section (comma list)")
     ap.add_argument("--folds", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
