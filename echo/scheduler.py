@@ -135,8 +135,8 @@ class CoServePolicy:
             budget_s = self.estimator.predict(plan_features(rows)) + self.safety * 0.1 * (slo(p) if callable(slo) else slo)
         elif self.step_budget and self.ttft_slo is not None:
             # idle: an online arrival waits at most one step, so an offline step may take half the
-            # TTFT SLO of a short (10th-percentile) online prompt
-            p = int(np.percentile(self._online_prompts, 10)) if self._online_prompts else 16
+            # TTFT SLO of the shortest online prompt seen (the tightest SLO)
+            p = min(self._online_prompts) if self._online_prompts else 1
             slo = self.ttft_slo
             budget_s = self.safety * 0.5 * (slo(p) if callable(slo) else slo)
         plan = self._plan_offline(sch, rows, used, tok_budget, budget_s)
