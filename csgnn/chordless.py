@@ -25,7 +25,8 @@ import numpy as np
 
 from csgnn.graph import Graph
 
-FORMAT = 1
+FORMAT = 2
+_FALLBACKS = (None, "budget", "timeout", "complement-budget", "complement-timeout")
 MIN_LEN, MAX_LEN = 3, 24
 
 
@@ -76,6 +77,26 @@ class Structures:
         meta = np.array([self.bound, self.num_cycles, self.complement_cycles], dtype=np.int64)
         return {"meta": meta, "counts": self.counts, "rel_index": self.rel_index, "rel_type": self.rel_type,
                 "rel_mult": self.rel_mult, "fallback": np.array(self.fallback or "")}
+
+    def to_buffer(self) -> np.ndarray:
+        """One flat int64 array (header + arrays): the cache format, read back with one np.fromfile."""
+        n, w = self.counts.shape
+        head = np.array([FORMAT, n, w, self.rel_type.size, self.bound, self.num_cycles, self.complement_cycles,
+                         _FALLBACKS.index(self.fallback)], dtype=np.int64)
+        return np.concatenate([head, self.counts.ravel(), self.rel_index.ravel(), self.rel_type, self.rel_mult]
+                              ).astype(np.int64)
+
+    @classmethod
+    def from_buffer(cls, buf: np.ndarray) -> "Structures":
+        fmt, n, w, r, bound, ncyc, ncomp, fb = (int(v) for v in buf[:8])
+        if fmt != FORMAT or buf.size != 8 + n * w + 4 * r:
+            raise ValueError("stale or damaged cache entry")
+        o = 8
+        counts = buf[o:o + n * w].reshape(n, w)
+        o += n * w
+        rel_index = buf[o:o + 2 * r].reshape(2, r)
+        o += 2 * r
+        return cls(bound, counts, rel_index, buf[o:o + r], buf[o + r:o + 2 * r], ncyc, _FALLBACKS[fb], ncomp)
 
     @classmethod
     def from_arrays(cls, a) -> "Structures":
@@ -228,14 +249,13 @@ class StructureBuilder:
         if self.cache_dir is None:
             return None
         key = hashlib.sha256((g.content_key() + self.opts.key()).encode()).hexdigest()
-        return self.cache_dir / key[:2] / f"{key}.npz"
+        return self.cache_dir / key[:2] / f"{key}.i64"
 
     def _load(self, path: Path | None) -> Structures | None:
         if path is None or not path.exists():
             return None
         try:
-            with np.load(path, allow_pickle=False) as a:
-                return Structures.from_arrays({k: a[k] for k in a.files})
+            return Structures.from_buffer(np.fromfile(path, dtype=np.int64))
         except Exception:  # a damaged entry is recomputed, never trusted
             return None
 
@@ -243,10 +263,10 @@ class StructureBuilder:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **s.to_arrays())
+                s.to_buffer().tofile(fh)
             os.replace(tmp, path)  # atomic: a second process at most replaces an equal file
         finally:
             if os.path.exists(tmp):
