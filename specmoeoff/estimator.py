@@ -48,8 +48,11 @@ def expected_misses(num_experts: int, top_k: int, tokens: int, slots: int) -> fl
     return expected_distinct(num_experts, top_k, tokens) * (1.0 - slots / num_experts)
 
 
-def iteration_graph(profile, batch: int, k: int, prefetch: bool = False):
-    """Durations and edges of one iteration with `batch` requests and draft length k."""
+def iteration_graph(profile, batch: int, k: int, prefetch: bool = False, stream_all: bool = False):
+    """Durations and edges of one iteration with `batch` requests and draft length k.
+
+    `stream_all`: every non-resident expert of a layer is loaded (MoE-Lightning streaming), not
+    only the missing ones the tokens need."""
     n = batch * (k + 1)
     L, E = profile.num_layers, profile.num_experts
     dur: dict[Hashable, float] = {"draft": k * profile.draft_step(batch)}
@@ -57,7 +60,7 @@ def iteration_graph(profile, batch: int, k: int, prefetch: bool = False):
     prev_end: Hashable = "draft"
     prev_dense: Hashable = "draft"
     prev_load: Hashable | None = None
-    misses = expected_misses(E, profile.top_k, n, profile.slots)
+    misses = (E - profile.slots) if stream_all else expected_misses(E, profile.top_k, n, profile.slots)
     distinct = expected_distinct(E, profile.top_k, n)
     per_expert_tokens = n * profile.top_k / max(distinct, 1e-9)
     for i in range(L):
@@ -73,8 +76,8 @@ def iteration_graph(profile, batch: int, k: int, prefetch: bool = False):
     return dur, edges
 
 
-def iteration_time(profile, batch: int, k: int, prefetch: bool = False) -> float:
-    dur, edges = iteration_graph(profile, batch, k, prefetch)
+def iteration_time(profile, batch: int, k: int, prefetch: bool = False, stream_all: bool = False) -> float:
+    dur, edges = iteration_graph(profile, batch, k, prefetch, stream_all)
     return longest_path(dur, edges)
 
 

@@ -11,12 +11,15 @@ from specmoeoff.estimator import iteration_time, tau
 
 
 def best_k(profile, batch: int, alpha: float, k_max: int = 8, table: dict[int, float] | None = None,
-           prefetch: bool = False) -> tuple[int, dict[int, float]]:
-    """k* and the estimated throughput (tokens/s) of every candidate k in 0..k_max."""
+           prefetch: bool = False, stream_threshold: float | None = None) -> tuple[int, dict[int, float]]:
+    """k* and the estimated throughput (tokens/s) of every candidate k in 0..k_max.
+
+    `stream_threshold`: passes with at least this many tokens stream every expert (system.py)."""
     rate = {}
     for k in range(k_max + 1):
         t = table[k] if table and k in table else tau(alpha, k)
-        rate[k] = batch * t / iteration_time(profile, batch, k, prefetch)
+        stream = stream_threshold is not None and batch * (k + 1) >= stream_threshold
+        rate[k] = batch * t / iteration_time(profile, batch, k, prefetch, stream)
     return max(rate, key=rate.get), rate
 
 
@@ -38,6 +41,10 @@ class KOptimizer:
     def __call__(self, batch: int, stats) -> int:
         if self.k_ is None or stats.iterations % self.every == 0:
             a = self.alpha(stats)
-            self.k_, _ = best_k(self.profile, batch, a, self.k_max, self.table)
+            from specmoeoff.system import stream_threshold
+
+            p = self.profile
+            self.k_, _ = best_k(p, batch, a, self.k_max, self.table, prefetch=True,
+                                stream_threshold=stream_threshold(p.num_experts, p.top_k, p.slots))
             self.history_.append((stats.iterations, self.k_, a))
         return self.k_

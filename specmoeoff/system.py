@@ -5,7 +5,8 @@ slot budget, batch and prompts:
     plain      k = 0, experts loaded on demand into C LRU slots per layer (mixtral-offloading's cache)
     prefetch   plain + the next layer's router applied to the current hidden state (mixtral-offloading)
     lightning  k = 0, every expert of layer i+1 streamed during layer i (MoE-Lightning; "SD off")
-    specmoeoff k from the optimizer (or fixed), drafts verified in one pass, with lightning's streaming
+    specmoeoff k from the optimizer (or fixed), drafts verified in one pass; streams every expert
+               when a pass has enough tokens (the paper's rule), else next-gate prefetch
 """
 from __future__ import annotations
 
@@ -38,6 +39,24 @@ def stream_all_policy(cache: ExpertCache, layer: int, hidden: torch.Tensor):
     return [(nxt, e) for e in range(cache.num_experts)]
 
 
+def stream_threshold(num_experts: int, top_k: int, slots: int) -> float:
+    """The paper's rule: stream every expert once tokens >= E / (top_k * r_miss), r_miss = 1 - C/E."""
+    return num_experts / (top_k * max(1.0 - slots / num_experts, 1e-9))
+
+
+def adaptive_policy(gates, threshold: float):
+    """SpecMoEOff's placement rule per layer call: stream all experts when the pass carries enough
+    tokens to touch nearly all of them (a verify pass at large b*(k+1)), else next-gate prefetch
+    (so batch 1 with speculation off costs what `prefetch` costs)."""
+    gate_prefetch = next_gate_policy(gates)
+
+    def policy(cache: ExpertCache, layer: int, hidden: torch.Tensor):
+        if hidden.shape[0] >= threshold:
+            return stream_all_policy(cache, layer, hidden)
+        return gate_prefetch(cache, layer, hidden)
+    return policy
+
+
 @dataclass
 class OffloadedTarget:
     model: object
@@ -58,7 +77,10 @@ def load_offloaded(store_dir: str | Path, system: str, tier: str, slots: int,
     model = load_target(store_dir, provider=cache, dtype=dtype)
     if system == "prefetch":
         cache.set_prefetch(next_gate_policy([b.gate for b in model.moe_blocks]))
-    elif system in ("lightning", "specmoeoff"):
+    elif system == "lightning":
         cache.set_prefetch(stream_all_policy)
+    elif system == "specmoeoff":
+        gates = [b.gate for b in model.moe_blocks]
+        cache.set_prefetch(adaptive_policy(gates, stream_threshold(E, cfg["num_experts_per_tok"], slots)))
     store.reset_counters()
     return OffloadedTarget(model, cache, store)

@@ -55,7 +55,20 @@ class Upcycler:
             raise ValueError(f"router must be kmeans or random, got {self.router!r}")
 
     def fit(self, dense_folder: str | Path) -> "Upcycler":
+        """Learn the routers. Runs on one thread: float reductions then do not depend on the
+        machine's thread count, so the same seed gives the same store byte for byte."""
         self._validate()
+        from threadpoolctl import threadpool_limits
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with threadpool_limits(1):
+                return self._fit(dense_folder)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, dense_folder: str | Path) -> "Upcycler":
         from transformers import AutoConfig
 
         cfg = AutoConfig.from_pretrained(dense_folder)
