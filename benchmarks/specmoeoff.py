@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="Store folder (default: the default store, built on first use).")
     ap.add_argument("--tier", default="throttled:1")
     ap.add_argument("--slots", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3, help="Interleaved repeats of the peer comparison (median).")
     args = ap.parse_args()
 
     from papersuite.bench import environment, markdown_table, pin_threads, write_results
@@ -86,7 +87,7 @@ def main() -> None:
         prompts = encode_prompts(store, [{"prompt": DEFAULT_PROMPTS[i % len(DEFAULT_PROMPTS)] + ("" if i < 8 else f" ({i})")}
                                          for i in range(b)])
         systems = ["plain", "prefetch", "lightning", "specmoeoff"] if b > 1 else ["plain", "specmoeoff"]
-        res = compare(store, prompts, systems, repeats=1, k="auto", batch_size=b, slots=args.slots, tier=args.tier,
+        res = compare(store, prompts, systems, repeats=args.repeats, k="auto", batch_size=b, slots=args.slots, tier=args.tier,
                       max_tokens=tokens)
         peers[f"b{b}"] = res
         for s, d in res["systems"].items():
@@ -95,7 +96,8 @@ def main() -> None:
                          "tokens_per_iter": d["tokens_per_iteration"], "k_mean": d["k_mean"],
                          "io_wait_s": d["io_wait_s"], "draft_s": d["draft_s"], "verify_s": d["verify_s"]})
         info(f"b={b}: {res['ratios']}")
-    write_results("specmoeoff", "peers", {"tier": args.tier, "slots": args.slots, "max_tokens": tokens, "peers": peers},
+    write_results("specmoeoff", "peers", {"tier": args.tier, "slots": args.slots, "max_tokens": tokens,
+                                          "repeats": args.repeats, "peers": peers},
                   markdown_table(rows))
 
     sb = 8
@@ -112,7 +114,7 @@ def main() -> None:
                "ratios": {key: r["ratios"] for key, r in peers.items()},
                "optimizer_regret": sweep["optimizer_regret"], "estimator_error": sweep["estimator_error"],
                "verify_speedup": ver["speedup"], "tier": args.tier, "slots": args.slots, "max_tokens": tokens,
-               "environment": environment()}
+               "repeats": args.repeats, "environment": environment()}
     path = write_results("specmoeoff", "summary", summary)
     info(f"wrote {path}")
     print(path)
