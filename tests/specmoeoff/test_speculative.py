@@ -82,3 +82,36 @@ def test_rejection_sampling_keeps_target_distribution():
 def test_bad_k():
     with pytest.raises(ValueError):
         SpeculativeDecoder(None, None, k=17)
+
+
+def test_auto_k_equals_autoregressive(models):
+    """k chosen by the optimizer (a synthetic profile where speculation pays) keeps the output."""
+    from specmoeoff.optimizer import KOptimizer
+    from specmoeoff.profiler import Profile
+
+    prof = Profile(num_layers=2, num_experts=4, top_k=2, slots=2, load=5e-3, ffn_ab=(1e-4, 1e-6),
+                   dense_ab=(2e-4, 1e-5), draft_ab=(1e-4, 1e-5))
+    _, ref, _ = run(models, 0)
+    opt = KOptimizer(prof, k_max=6, every=4)
+    _, outs, stats = run(models, opt)
+    assert outs == ref
+    assert any(k > 0 for k in stats.ks) and len(opt.history_) > 1
+
+
+def test_block_manager_truncate_releases_and_unhashes():
+    from papersuite.engine.kv_cache import BlockManager
+    from papersuite.engine.scheduler import Sequence
+
+    bm = BlockManager(num_blocks=8, block_size=4)
+    seq = Sequence(list(range(14)), params=None)
+    bm.allocate(seq)
+    bm.append_slots(seq, 14)
+    seq.num_computed_tokens = 14
+    bm.commit(seq)  # 3 full blocks hashed
+    assert len(seq.block_hashes) == 3 and bm.num_free_blocks == 4
+    bm.truncate(seq, 6)  # keep 2 blocks; block 1 becomes partial and must lose its hash
+    assert len(seq.block_table) == 2 and seq.num_computed_tokens == 6 and len(seq.block_hashes) == 1
+    assert bm.blocks[seq.block_table[1]].hash is None
+    assert bm.num_free_blocks == 6
+    bm.free(seq)
+    assert bm.num_free_blocks == 8 and all(b.ref_count == 0 for b in bm.blocks)
