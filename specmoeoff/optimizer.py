@@ -24,7 +24,7 @@ def best_k(profile, batch: int, alpha: float, k_max: int = 8, table: dict[int, f
 
 
 class KOptimizer:
-    """A `KChooser` for `SpeculativeDecoder`: re-solves k* every `every` iterations."""
+    """A `KChooser` for `SpeculativeDecoder`: re-solves k* every `every` iterations (and early on)."""
 
     def __init__(self, profile, k_max: int = 8, every: int = 16, prior_alpha: float = 0.7,
                  table: dict[int, float] | None = None) -> None:
@@ -39,7 +39,9 @@ class KOptimizer:
         return min(acc / (stats.proposed + 8), 0.99)
 
     def __call__(self, batch: int, stats) -> int:
-        if self.k_ is None or stats.iterations % self.every == 0:
+        # re-solve at iterations 1, 2, 4, 8 (the prior alpha fades fast), then every `every`
+        early = stats.iterations in (1, 2, 4, 8)
+        if self.k_ is None or early or stats.iterations % self.every == 0:
             a = self.alpha(stats)
             from specmoeoff.system import stream_threshold
 
