@@ -25,24 +25,12 @@ def interleaved_flushed(contenders: dict[str, Any], repeats: int, warmup: int, d
     prefix; without the flush whoever runs right after FlashForge looked faster)."""
     import torch
 
-    from papersuite.bench import Timing
+    from papersuite.bench import interleaved
 
     cuda = device.startswith("cuda")
     flush = torch.empty((64 if cuda else 16) << 20, dtype=torch.int32, device=device)  # 256 / 64 MiB
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    for fn in contenders.values():
-        for _ in range(warmup):
-            fn()
-    timings = {name: Timing(name) for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            flush.fill_(1)
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            timings[name].seconds.append(time.perf_counter() - t0)
-    return timings
+    return interleaved(contenders, repeats=repeats, warmup=warmup,
+                       sync=torch.cuda.synchronize if cuda else None, before_each=lambda: flush.fill_(1))
 
 
 def plan_time_ms(w: Workload, repeats: int = 5) -> float:

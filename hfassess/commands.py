@@ -49,22 +49,9 @@ def _read_records(path: str):
 
 def _jsonl_with_lines(path: str):
     """(line number, object) pairs; blank lines skipped, malformed lines name file:line."""
-    import json
+    from papersuite.io import iter_jsonl_lines
 
-    from papersuite.io import open_text
-
-    name = "<stdin>" if path == "-" else path
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"malformed JSON ({e.msg}, column {e.colno})", where=f"{name}:{lineno}") from None
-            if not isinstance(obj, dict):
-                raise UserError("expected a JSON object", where=f"{name}:{lineno}")
-            yield lineno, obj
+    return iter_jsonl_lines(path)
 
 
 @app.command()

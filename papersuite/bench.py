@@ -65,14 +65,21 @@ class Timing:
 
 
 def interleaved(contenders: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1,
-                sync: Callable[[], None] | None = None) -> dict[str, Timing]:
-    """Time each callable `repeats` times, interleaved, after `warmup` untimed calls each."""
+                sync: Callable[[], None] | None = None,
+                before_each: Callable[[], None] | None = None) -> dict[str, Timing]:
+    """Time each callable `repeats` times, interleaved, after `warmup` untimed calls each.
+
+    `before_each` runs untimed before every timed call (e.g. flush a cache so that whoever runs
+    second does not find the first one's data warm); `sync` waits for a device before each clock read.
+    """
     for fn in contenders.values():
         for _ in range(warmup):
             fn()
     timings = {name: Timing(name) for name in contenders}
     for _ in range(repeats):
         for name, fn in contenders.items():
+            if before_each:
+                before_each()
             if sync:
                 sync()
             t0 = time.perf_counter()

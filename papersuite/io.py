@@ -47,8 +47,11 @@ def open_text(path: PathLike) -> Iterator[TextIO]:
             raise UserError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
-def iter_jsonl(path: PathLike) -> Iterator[dict[str, Any]]:
-    """Yield one dict per non-blank line; a malformed line is an error naming file:line."""
+def iter_jsonl_lines(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, dict) per non-blank line; a malformed line is an error naming file:line.
+
+    The line number lets callers name file:line in their own validation errors too.
+    """
     name = _name(path)
     with open_text(path) as fh:
         for lineno, line in enumerate(fh, 1):
@@ -62,7 +65,13 @@ def iter_jsonl(path: PathLike) -> Iterator[dict[str, Any]]:
             if not isinstance(obj, dict):
                 raise UserError(f"expected a JSON object, got {type(obj).__name__}",
                                 where=f"{name}:{lineno}")
-            yield obj
+            yield lineno, obj
+
+
+def iter_jsonl(path: PathLike) -> Iterator[dict[str, Any]]:
+    """Yield one dict per non-blank line; a malformed line is an error naming file:line."""
+    for _, obj in iter_jsonl_lines(path):
+        yield obj
 
 
 def read_jsonl(path: PathLike) -> list[dict[str, Any]]:

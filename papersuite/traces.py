@@ -132,21 +132,12 @@ def _read_lengths(path, limit):
 
 
 def _jsonl(path, limit):
-    with open_text(path) as fh:
-        n = 0
-        for line, text in enumerate(fh, 1):
-            if not text.strip():
-                continue
-            if limit is not None and n >= limit:
-                break
-            try:
-                rec = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise UserError(f"malformed JSON ({e.msg})", where=_where(path, line)) from None
-            if not isinstance(rec, dict):
-                raise UserError("expected a JSON object", where=_where(path, line))
-            n += 1
-            yield line, rec
+    from papersuite.io import iter_jsonl_lines
+
+    for n, (line, rec) in enumerate(iter_jsonl_lines(path)):
+        if limit is not None and n >= limit:
+            break
+        yield line, rec
 
 
 def _read_mooncake(path, limit):
