@@ -175,21 +175,30 @@ class LlamaModel(nn.Module):
     @classmethod
     def from_folder(cls, folder: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> "LlamaModel":
         """Build from a Hugging Face folder (config.json + *.safetensors)."""
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        cfg = ModelConfig.from_folder(folder)
-        files = sorted(folder.glob("*.safetensors"))
-        if not files:
-            raise ValueError(f"{folder}: no .safetensors weights")
-        with torch.device("meta"):
-            model = cls(cfg)
-        model = model.to_empty(device="cpu")
-        model.inv_freq = rope_inv_freq(cfg)
-        if cfg.tie_word_embeddings:
-            model.lm_head.weight = model.embed_tokens.weight
-        state: dict[str, Tensor] = {}
-        for f in files:
-            state.update(load_file(str(f)))
+        model, state = skeleton_and_weights(cls, folder)
         model.load_hf_state_dict(state)
         return model.to(device=device, dtype=dtype).eval()
+
+
+def skeleton_and_weights(cls, folder: str | Path, weights: str = "*.safetensors") -> tuple[nn.Module, dict[str, Tensor]]:
+    """An unfilled `cls(config)` on the CPU (RoPE and tied embeddings set) plus the folder's tensors.
+
+    Shared by the dense and the MoE model, which differ only in how they take the state dict.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    cfg = ModelConfig.from_folder(folder)
+    files = sorted(folder.glob(weights))
+    if not files:
+        raise ValueError(f"{folder}: no {weights} weights")
+    with torch.device("meta"):
+        model = cls(cfg)
+    model = model.to_empty(device="cpu")
+    model.inv_freq = rope_inv_freq(cfg)
+    if cfg.tie_word_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight
+    state: dict[str, Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return model, state

@@ -161,24 +161,10 @@ class MixtralModel(LlamaModel):
     def from_folder(cls, folder: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu",
                     provider: ExpertProvider | None = None, weights: str = "*.safetensors") -> "MixtralModel":
         """Build from a Mixtral-format folder; experts from the checkpoint unless `provider` is given."""
-        from safetensors.torch import load_file
+        from papersuite.engine.model import skeleton_and_weights
 
-        folder = Path(folder)
-        cfg = ModelConfig.from_folder(folder)
-        files = sorted(folder.glob(weights))
-        if not files:
-            raise ValueError(f"{folder}: no {weights} weights")
-        with torch.device("meta"):
-            model = cls(cfg)
-        model = model.to_empty(device="cpu")
-        from papersuite.engine.model import rope_inv_freq
-
-        model.inv_freq = rope_inv_freq(cfg)
-        if cfg.tie_word_embeddings:
-            model.lm_head.weight = model.embed_tokens.weight
-        state: dict[str, Tensor] = {}
-        for f in files:
-            state.update(load_file(str(f)))
+        model, state = skeleton_and_weights(cls, folder, weights)
+        cfg = model.config
         dense, stacked = cls.split_state(state, cfg)
         model.load_hf_state_dict(dense)
         model = model.to(device=device, dtype=dtype).eval()
